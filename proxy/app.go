@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/authsidecar/authsidecar/proxy/internal/identity"
+	"github.com/authsidecar/authsidecar/proxy/internal/password"
+	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
+	"github.com/authsidecar/authsidecar/proxy/internal/session"
+	"github.com/authsidecar/authsidecar/proxy/internal/token"
+)
+
+// issuer is the "iss" of every token; verification requires it.
+const issuer = "authsidecar"
+
+// app is the wiring shared by the server and the operator commands.
+type app struct {
+	cfg      config
+	log      *zap.Logger
+	now      func() time.Time
+	pool     *pgxpool.Pool
+	store    *postgres.Store
+	migrator *postgres.Migrator
+}
+
+func newLogger(level zapcore.Level, w io.Writer) *zap.Logger {
+	enc := zap.NewProductionEncoderConfig()
+	enc.TimeKey = "time"
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), level)
+	return zap.New(core)
+}
+
+// openApp connects to the database and, with AUTO_MIGRATE, brings the
+// schema up to date. wait is how long to keep retrying a database that does
+// not answer yet (a pod that starts before its database).
+func openApp(ctx context.Context, cfg config, log *zap.Logger, wait time.Duration) (*app, error) {
+	a := &app{cfg: cfg, log: log, now: time.Now}
+	deadline := time.Now().Add(wait)
+	for backoff := 250 * time.Millisecond; ; backoff = min(backoff*2, 5*time.Second) {
+		pool, err := postgres.Open(ctx, cfg.DatabaseURL)
+		if err == nil {
+			a.pool = pool
+			break
+		}
+		if time.Now().Add(backoff).After(deadline) || ctx.Err() != nil {
+			return nil, fmt.Errorf("database: %w", err)
+		}
+		log.Warn("database not reachable yet; retrying", zap.Error(err), zap.Duration("in", backoff))
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+	}
+	a.store = postgres.NewStore(a.pool)
+	m, err := postgres.NewMigrator(ctx, a.pool)
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	a.migrator = m
+	if cfg.AutoMigrate {
+		n, err := m.Up(ctx)
+		if err != nil {
+			a.close()
+			return nil, err
+		}
+		if n > 0 {
+			log.Info("migrations applied", zap.Int("count", n))
+		}
+	}
+	return a, nil
+}
+
+func (a *app) close() {
+	if a.migrator != nil {
+		_ = a.migrator.Close()
+	}
+	if a.pool != nil {
+		a.pool.Close()
+	}
+	_ = a.log.Sync()
+}
+
+// ready reports whether the database answers and the schema is current.
+func (a *app) ready(ctx context.Context) error {
+	if err := a.store.Ping(ctx); err != nil {
+		return err
+	}
+	ok, err := a.migrator.Current(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("database schema is not current: run proxy migrate up")
+	}
+	return nil
+}
+
+// signer loads the signing keys: from SIGNING_KEY_FILE when set, else the
+// generated key kept in the database (made on first start).
+func (a *app) signer(ctx context.Context) (*token.Signer, error) {
+	keys := a.cfg.signingKeys
+	if keys == nil {
+		pem, err := a.store.SigningKeyPEM(ctx, func() (string, []byte, error) {
+			k, err := token.GenerateKey()
+			if err != nil {
+				return "", nil, err
+			}
+			p, err := k.MarshalPEM()
+			return k.ID, p, err
+		})
+		if err != nil {
+			return nil, err
+		}
+		keys, err = token.ParsePEM(pem)
+		if err != nil {
+			return nil, fmt.Errorf("stored signing key: %w", err)
+		}
+	}
+	return token.New(keys, token.Options{Issuer: issuer, Now: a.now})
+}
+
+func (a *app) hasher() (*password.Hasher, error) { return password.New(password.Options{}) }
+
+func (a *app) identity(h *password.Hasher) *identity.Service {
+	return identity.New(a.store, h, identity.Lockout{
+		MaxFailures: a.cfg.LoginMaxFailures, Duration: a.cfg.LoginLockout,
+	}, a.now, a.log)
+}
+
+func (a *app) sessions(s *token.Signer) *session.Manager {
+	return session.NewManager(a.store, s, session.Config{
+		TTL: a.cfg.TokenTTL, MaxAge: a.cfg.SessionMaxAge, RefreshGrace: a.cfg.RefreshGrace,
+	}, a.now, a.log)
+}

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+
+	"github.com/authsidecar/authsidecar/proxy/internal/auth"
+)
+
+// openForCommand opens the app for an operator command: it logs only
+// warnings (the command's own output goes to stdout) and does not wait long
+// for a database that is down.
+func openForCommand(ctx context.Context, cfg config, stderr io.Writer) (*app, error) {
+	return openApp(ctx, cfg, newLogger(max(cfg.logLevel, zapcore.WarnLevel), stderr), 0)
+}
+
+func migrateCmd(ctx context.Context, cfg config, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	sub := "up"
+	if len(args) > 0 {
+		sub = args[0]
+	}
+	if len(args) > 1 || (sub != "up" && sub != "down" && sub != "status") {
+		return usagef("usage: proxy migrate [up|down|status]")
+	}
+	cfg.AutoMigrate = false // this command is the migration
+	a, err := openForCommand(ctx, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	switch sub {
+	case "up":
+		n, err := a.migrator.Up(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "applied %d migration(s)\n", n)
+	case "down":
+		v, err := a.migrator.Down(ctx)
+		if err != nil {
+			return err
+		}
+		if v == 0 {
+			fmt.Fprintln(stdout, "no migration to roll back")
+		} else {
+			fmt.Fprintf(stdout, "rolled back migration %d\n", v)
+		}
+	case "status":
+		st, err := a.migrator.Status(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "VERSION\tNAME\tSTATE\tAPPLIED AT")
+		for _, m := range st {
+			state, at := "pending", ""
+			if m.Applied {
+				state, at = "applied", m.AppliedAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", m.Version, m.Name, state, at)
+		}
+		return tw.Flush()
+	}
+	return nil
+}
+
+// accountFlags parses --device, --username and, where allowed, --admin.
+type accountFlags struct {
+	device, username, id string
+	admin                bool
+}
+
+func parseFlags(name string, args []string, stderr io.Writer, define func(fs *flag.FlagSet, f *accountFlags)) (accountFlags, error) {
+	var f accountFlags
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	define(fs, &f)
+	if err := fs.Parse(args); err != nil {
+		return f, usagef("%s: %v", name, err)
+	}
+	if fs.NArg() > 0 {
+		return f, usagef("%s: unexpected argument %q", name, fs.Arg(0))
+	}
+	return f, nil
+}
+
+func deviceAndUser(fs *flag.FlagSet, f *accountFlags) {
+	fs.StringVar(&f.device, "device", "", "device id")
+	fs.StringVar(&f.username, "username", "", "username")
+}
+
+func requireAccount(cmd string, f accountFlags) error {
+	if f.device == "" || f.username == "" {
+		return usagef("%s needs --device ID and --username NAME", cmd)
+	}
+	return nil
+}
+
+// readPassword reads the first line of stdin: a password never appears as
+// an argument, where ps and shell history would show it.
+func readPassword(stdin io.Reader) (string, error) {
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read password from stdin: %w", err)
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if pw == "" {
+		return "", usagef("the password is read from the first line of stdin, which is empty")
+	}
+	return pw, nil
+}
+
+func userCmd(ctx context.Context, cfg config, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usagef("usage: proxy user (add|passwd|remove|list|unlock) ...")
+	}
+	sub, args := args[0], args[1:]
+	var f accountFlags
+	var err error
+	switch sub {
+	case "add":
+		f, err = parseFlags("user add", args, stderr, func(fs *flag.FlagSet, f *accountFlags) {
+			deviceAndUser(fs, f)
+			fs.BoolVar(&f.admin, "admin", false, "admin user")
+		})
+		if err == nil {
+			err = requireAccount("user add", f)
+		}
+	case "passwd", "remove", "unlock":
+		f, err = parseFlags("user "+sub, args, stderr, deviceAndUser)
+		if err == nil {
+			err = requireAccount("user "+sub, f)
+		}
+	case "list":
+		f, err = parseFlags("user list", args, stderr, func(fs *flag.FlagSet, f *accountFlags) {
+			fs.StringVar(&f.device, "device", "", "device id")
+		})
+	default:
+		return usagef("unknown command user %s", sub)
+	}
+	if err != nil {
+		return err
+	}
+	var pw string
+	if sub == "add" || sub == "passwd" {
+		if pw, err = readPassword(stdin); err != nil {
+			return err
+		}
+	}
+
+	a, err := openForCommand(ctx, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	hasher, err := a.hasher()
+	if err != nil {
+		return err
+	}
+	ids := a.identity(hasher)
+	switch sub {
+	case "add":
+		u, err := ids.AddUser(ctx, f.device, f.username, pw, f.admin)
+		if errors.Is(err, auth.ErrConflict) {
+			return fmt.Errorf("user %s already exists on device %s", f.username, f.device)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "added user %s on device %s (id %s, admin %t)\n", u.Username, u.DeviceID, u.ID, u.IsAdmin)
+	case "passwd":
+		n, err := ids.SetPassword(ctx, f.device, f.username, pw)
+		if err != nil {
+			return notFoundUser(err, f)
+		}
+		fmt.Fprintf(stdout, "password changed for %s on device %s; %d session(s) revoked\n", f.username, f.device, n)
+	case "remove":
+		n, err := ids.RemoveUser(ctx, f.device, f.username)
+		if err != nil {
+			return notFoundUser(err, f)
+		}
+		fmt.Fprintf(stdout, "removed user %s from device %s; %d session(s) revoked\n", f.username, f.device, n)
+	case "unlock":
+		if err := ids.Unlock(ctx, f.device, f.username); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "unlocked %s on device %s\n", f.username, f.device)
+	case "list":
+		users, err := ids.ListUsers(ctx, f.device)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "DEVICE\tUSERNAME\tADMIN\tID\tCREATED")
+		for _, u := range users {
+			fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\n", u.DeviceID, u.Username, u.IsAdmin, u.ID, u.CreatedAt.UTC().Format(time.RFC3339))
+		}
+		return tw.Flush()
+	}
+	return nil
+}
+
+func notFoundUser(err error, f accountFlags) error {
+	if errors.Is(err, auth.ErrNotFound) {
+		return fmt.Errorf("no user %s on device %s", f.username, f.device)
+	}
+	return err
+}
+
+func sessionsCmd(ctx context.Context, cfg config, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usagef("usage: proxy sessions (list|revoke|cleanup) ...")
+	}
+	sub, args := args[0], args[1:]
+	var f accountFlags
+	var err error
+	switch sub {
+	case "list":
+		f, err = parseFlags("sessions list", args, stderr, func(fs *flag.FlagSet, f *accountFlags) {
+			fs.StringVar(&f.device, "device", "", "device id")
+		})
+	case "revoke":
+		f, err = parseFlags("sessions revoke", args, stderr, func(fs *flag.FlagSet, f *accountFlags) {
+			deviceAndUser(fs, f)
+			fs.StringVar(&f.id, "id", "", "session id")
+		})
+		if err == nil && ((f.id == "") == (f.device == "") || (f.id != "" && f.username != "")) {
+			err = usagef("usage: proxy sessions revoke (--id SESSION_ID | --device ID [--username NAME])")
+		}
+	case "cleanup":
+		f, err = parseFlags("sessions cleanup", args, stderr, func(*flag.FlagSet, *accountFlags) {})
+	default:
+		return usagef("unknown command sessions %s", sub)
+	}
+	if err != nil {
+		return err
+	}
+
+	a, err := openForCommand(ctx, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	m := a.sessions(nil) // operator commands issue and verify no tokens
+	switch sub {
+	case "list":
+		list, err := m.List(ctx, f.device)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tDEVICE\tUSERNAME\tADMIN\tCREATED\tEXPIRES\tCLIENT")
+		for _, s := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%s\t%s\t%s\n", s.ID, s.DeviceID, s.Username, s.IsAdmin,
+				s.CreatedAt.UTC().Format(time.RFC3339), s.ExpiresAt.UTC().Format(time.RFC3339), s.ClientAddr)
+		}
+		return tw.Flush()
+	case "revoke":
+		if f.id != "" {
+			if err := m.Revoke(ctx, f.id, "", "operator", "proxy sessions revoke"); err != nil {
+				if errors.Is(err, auth.ErrNotFound) {
+					return fmt.Errorf("no live session %s", f.id)
+				}
+				return err
+			}
+			fmt.Fprintln(stdout, "revoked 1 session")
+			return nil
+		}
+		n, err := m.RevokeDevice(ctx, f.device, f.username, "operator", "proxy sessions revoke")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked %d session(s)\n", n)
+	case "cleanup":
+		n, err := m.Cleanup(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "deleted %d expired session(s)\n", n)
+	}
+	return nil
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"net/url"
+	"reflect"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/authsidecar/authsidecar/proxy/internal/token"
+)
+
+// config is every setting of the proxy, read once from the environment.
+type config struct {
+	ListenAddr       string        `env:"LISTEN_ADDR" envDefault:":8080"`
+	UpstreamURL      string        `env:"UPSTREAM_URL" envDefault:"http://127.0.0.1:9000"`
+	DatabaseURL      string        `env:"DATABASE_URL"`
+	TokenTTL         time.Duration `env:"TOKEN_TTL" envDefault:"24h"`
+	SessionMaxAge    time.Duration `env:"SESSION_MAX_AGE" envDefault:"168h"`
+	RefreshGrace     time.Duration `env:"REFRESH_GRACE" envDefault:"10s"`
+	SigningKeyFile   string        `env:"SIGNING_KEY_FILE"`
+	LoginMaxFailures int           `env:"LOGIN_MAX_FAILURES" envDefault:"5"`
+	LoginLockout     time.Duration `env:"LOGIN_LOCKOUT" envDefault:"1m"`
+	AutoMigrate      bool          `env:"AUTO_MIGRATE" envDefault:"true"`
+	CleanupInterval  time.Duration `env:"CLEANUP_INTERVAL" envDefault:"10m"`
+	LogLevel         string        `env:"LOG_LEVEL" envDefault:"info"`
+	MetricsAddr      string        `env:"METRICS_ADDR" envDefault:":9090"`
+	DataDir          string        `env:"DATA_DIR" envDefault:"./data"`
+
+	upstream    *url.URL      // parsed UpstreamURL
+	logLevel    zapcore.Level // parsed LogLevel
+	signingKeys []token.Key   // read from SigningKeyFile, when set
+}
+
+// settingError names the variable that is wrong; main prints it as one line
+// and exits 2.
+type settingError struct {
+	Var string
+	Err error
+}
+
+func (e *settingError) Error() string { return fmt.Sprintf("invalid setting %s: %v", e.Var, e.Err) }
+func (e *settingError) Unwrap() error { return e.Err }
+
+// loadConfig reads the settings from environ (the process environment in
+// production, a map in tests) and checks every one of them.
+func loadConfig(environ map[string]string) (config, error) {
+	var c config
+	if err := env.ParseWithOptions(&c, env.Options{Environment: environ}); err != nil {
+		return c, envError(err, c)
+	}
+	return c, c.validate()
+}
+
+func (c *config) validate() error {
+	bad := func(v string, format string, args ...any) error {
+		return &settingError{Var: v, Err: fmt.Errorf(format, args...)}
+	}
+	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
+		return bad("LISTEN_ADDR", "%q is not host:port", c.ListenAddr)
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return bad("METRICS_ADDR", "%q is not host:port", c.MetricsAddr)
+		}
+	}
+	u, err := url.Parse(c.UpstreamURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return bad("UPSTREAM_URL", "%q is not an absolute http:// or https:// URL", c.UpstreamURL)
+	}
+	c.upstream = u
+	if c.DatabaseURL == "" {
+		return bad("DATABASE_URL", "required (postgres://user@host:5432/db)")
+	}
+	if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
+		// pgx's message may echo the URL, password included: say only what
+		// is wrong.
+		return bad("DATABASE_URL", "not a valid postgres:// URL or connection string")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+		zero bool // whether 0 is allowed
+	}{
+		{"TOKEN_TTL", c.TokenTTL, false},
+		{"SESSION_MAX_AGE", c.SessionMaxAge, false},
+		{"REFRESH_GRACE", c.RefreshGrace, true},
+		{"LOGIN_LOCKOUT", c.LoginLockout, false},
+		{"CLEANUP_INTERVAL", c.CleanupInterval, false},
+	} {
+		if d.v < 0 || (d.v == 0 && !d.zero) {
+			return bad(d.name, "must be a positive duration such as 30s, 10m or 24h")
+		}
+	}
+	if c.SessionMaxAge < c.TokenTTL {
+		return bad("SESSION_MAX_AGE", "%s is shorter than TOKEN_TTL %s", c.SessionMaxAge, c.TokenTTL)
+	}
+	if c.LoginMaxFailures < 1 {
+		return bad("LOGIN_MAX_FAILURES", "must be at least 1")
+	}
+	lvl, err := zapcore.ParseLevel(c.LogLevel)
+	if err != nil || lvl > zapcore.ErrorLevel {
+		return bad("LOG_LEVEL", "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	c.logLevel = lvl
+	if c.SigningKeyFile != "" {
+		// Read now, so that an unreadable or wrong key file stops the
+		// program before it does anything else.
+		data, err := os.ReadFile(c.SigningKeyFile)
+		if err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return bad("SIGNING_KEY_FILE", "cannot read %s: %v", c.SigningKeyFile, err)
+		}
+		keys, err := token.ParsePEM(data)
+		if err != nil {
+			return bad("SIGNING_KEY_FILE", "%s: %v", c.SigningKeyFile, err)
+		}
+		c.signingKeys = keys
+	}
+	return nil
+}
+
+// envError turns env's errors, which name Go fields, into a settingError
+// that names the environment variable.
+func envError(err error, c config) error {
+	var agg env.AggregateError
+	if errors.As(err, &agg) && len(agg.Errors) > 0 {
+		err = agg.Errors[0]
+	}
+	var pe env.ParseError
+	if errors.As(err, &pe) {
+		name := pe.Name
+		if f, ok := reflect.TypeOf(c).FieldByName(pe.Name); ok {
+			name = f.Tag.Get("env")
+		}
+		return &settingError{Var: name, Err: parseCause(pe)}
+	}
+	return err
+}
+
+func parseCause(pe env.ParseError) error {
+	switch pe.Type {
+	case reflect.TypeOf(time.Duration(0)):
+		return errors.New("not a duration (use a number with a unit: 30s, 10m, 24h)")
+	case reflect.TypeOf(true):
+		return errors.New("not a boolean (true or false)")
+	case reflect.TypeOf(0):
+		return errors.New("not a whole number")
+	}
+	return pe.Err
+}

@@ -1,0 +1,136 @@
+// Package gateway is the proxy's HTTP surface: login and the session API,
+// the admin API, health, the public keys, and — for every other path — the
+// check of the bearer token and its session before the request is forwarded
+// to the upstream with the caller's identity in headers.
+//
+// Only the routes registered here are served without a token. Everything
+// else is forwarded only after the session is known to be live: on any doubt
+// (a store that cannot answer, a malformed header) the request is refused.
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/authsidecar/authsidecar/proxy/internal/identity"
+	"github.com/authsidecar/authsidecar/proxy/internal/session"
+)
+
+// Config wires a Gateway.
+type Config struct {
+	Upstream *url.URL          // where authenticated requests go
+	Sessions *session.Manager  // issues and checks sessions
+	Identity *identity.Service // checks credentials
+	JWKS     []byte            // the public keys, served at /.well-known/jwks.json
+	// Ready reports whether the proxy can serve (the store answers, the
+	// schema is current). If nil, the proxy is always ready.
+	Ready func(ctx context.Context) error
+	// Transport forwards to the upstream. If nil, a transport tuned for one
+	// upstream is used (see NewTransport).
+	Transport http.RoundTripper
+	Log       *zap.Logger
+}
+
+// Gateway serves the proxy's HTTP API.
+type Gateway struct {
+	cfg      Config
+	log      *zap.Logger
+	mux      *http.ServeMux
+	forward  http.Handler
+	draining atomic.Bool
+}
+
+// New returns a Gateway.
+func New(cfg Config) *Gateway {
+	g := &Gateway{cfg: cfg, log: cfg.Log, mux: http.NewServeMux()}
+	if cfg.Transport == nil {
+		cfg.Transport = NewTransport()
+	}
+	g.forward = g.authenticated(g.newReverseProxy(cfg.Upstream, cfg.Transport))
+
+	g.route("/healthz", http.MethodGet, g.healthz)
+	g.route("/readyz", http.MethodGet, g.readyz)
+	g.route("/.well-known/jwks.json", http.MethodGet, g.jwks)
+	g.route("/api/auth/login", http.MethodPost, g.login)
+	g.route("/api/auth/refresh", http.MethodPost, g.withCaller(g.refresh))
+	g.route("/api/auth/logout", http.MethodPost, g.withCaller(g.logout))
+	g.route("/api/auth/session", http.MethodGet, g.withCaller(g.session))
+	g.route("/api/admin/sessions", http.MethodGet, g.withAdmin(g.adminList))
+	g.route("/api/admin/sessions/revoke", http.MethodPost, g.withAdmin(g.adminRevoke))
+	g.route("/api/admin/sessions/{id}", http.MethodDelete, g.withAdmin(g.adminDelete))
+	// The proxy owns these prefixes: an unknown path under them is a 404
+	// here, never something forwarded.
+	g.mux.Handle("/api/auth/", g.handle(notFound))
+	g.mux.Handle("/api/admin/", g.handle(notFound))
+	g.mux.Handle("/", g.forward)
+	return g
+}
+
+// ServeHTTP serves a request.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.mux.ServeHTTP(w, r)
+}
+
+// Drain makes /readyz answer 503 from now on, so that load balancers stop
+// sending new requests while in-flight ones finish.
+func (g *Gateway) Drain() { g.draining.Store(true) }
+
+// handlerFunc is a handler that returns its error for writeError to map.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (g *Gateway) handle(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			g.writeError(w, r, err)
+		}
+	})
+}
+
+// route registers path for one method; any other method on it is 405 here
+// rather than falling through to the forwarding catch-all.
+func (g *Gateway) route(path, method string, h handlerFunc) {
+	g.mux.Handle(path, g.handle(func(w http.ResponseWriter, r *http.Request) error {
+		if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
+			w.Header().Set("Allow", method)
+			return errMethodNotAllowed
+		}
+		return h(w, r)
+	}))
+}
+
+func notFound(http.ResponseWriter, *http.Request) error { return errRouteNotFound }
+
+func (g *Gateway) healthz(w http.ResponseWriter, _ *http.Request) error {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) error {
+	if g.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "draining", Message: "the proxy is shutting down"})
+		return nil
+	}
+	if g.cfg.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := g.cfg.Ready(ctx); err != nil {
+			g.log.Warn("not ready", zap.Error(err))
+			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "not_ready", Message: err.Error()})
+			return nil
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	return nil
+}
+
+func (g *Gateway) jwks(w http.ResponseWriter, _ *http.Request) error {
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	_, _ = w.Write(g.cfg.JWKS)
+	return nil
+}

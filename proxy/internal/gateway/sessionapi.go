@@ -1,0 +1,216 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/authsidecar/authsidecar/proxy/internal/auth"
+	"github.com/authsidecar/authsidecar/proxy/internal/identity"
+	"github.com/authsidecar/authsidecar/proxy/internal/session"
+)
+
+// MaxLoginBody bounds a login request: three short strings fit many times
+// over, and a larger body is refused before it is read into memory.
+const MaxLoginBody = 4 << 10
+
+type userJSON struct {
+	ID       string `json:"id"`
+	Username string `json:"username"`
+	DeviceID string `json:"deviceId"`
+	IsAdmin  bool   `json:"isAdmin"`
+}
+
+type tokenJSON struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	User      *userJSON `json:"user"`
+}
+
+type sessionJSON struct {
+	SessionID string    `json:"sessionId"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	IsAdmin   bool      `json:"isAdmin"`
+	User      *userJSON `json:"user"`
+}
+
+func userOf(s auth.Session) *userJSON {
+	if s.UserID == "" {
+		return nil
+	}
+	return &userJSON{ID: s.UserID, Username: s.Username, DeviceID: s.DeviceID, IsAdmin: s.IsAdmin}
+}
+
+func tokenBody(is session.Issued) tokenJSON {
+	return tokenJSON{Token: is.Token, ExpiresAt: is.Session.ExpiresAt.UTC(), User: userOf(is.Session)}
+}
+
+type loginRequest struct {
+	DeviceID string `json:"deviceId"`
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+func (g *Gateway) login(w http.ResponseWriter, r *http.Request) error {
+	var req loginRequest
+	if err := decodeJSON(w, r, MaxLoginBody, &req); err != nil {
+		return err
+	}
+	for _, f := range []struct{ name, v string }{{"deviceId", req.DeviceID}, {"username", req.Username}} {
+		if err := identity.ValidateName(f.name, f.v); err != nil {
+			return err
+		}
+	}
+	if req.Password == "" {
+		return auth.InvalidInputf("password is required")
+	}
+	user, err := g.cfg.Identity.Authenticate(r.Context(), req.DeviceID, req.Username, req.Password)
+	if err != nil {
+		return err
+	}
+	issued, err := g.cfg.Sessions.Create(r.Context(), user, session.Client{Addr: clientAddr(r), UserAgent: r.UserAgent()})
+	if err != nil {
+		return err
+	}
+	g.log.Info("login succeeded", zap.String("device_id", user.DeviceID), zap.String("username", user.Username),
+		zap.String("session_id", issued.Session.ID))
+	writeJSON(w, http.StatusOK, tokenBody(issued))
+	return nil
+}
+
+func (g *Gateway) refresh(w http.ResponseWriter, r *http.Request, c session.Caller) error {
+	issued, err := g.cfg.Sessions.Refresh(r.Context(), c)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, tokenBody(issued))
+	return nil
+}
+
+func (g *Gateway) logout(w http.ResponseWriter, r *http.Request, c session.Caller) error {
+	if err := g.cfg.Sessions.Logout(r.Context(), c); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (g *Gateway) session(w http.ResponseWriter, _ *http.Request, c session.Caller) error {
+	s := c.Session
+	writeJSON(w, http.StatusOK, sessionJSON{SessionID: s.ID, ExpiresAt: s.ExpiresAt.UTC(), IsAdmin: s.IsAdmin, User: userOf(s)})
+	return nil
+}
+
+// callerHandler is a handler that runs only for a live session.
+type callerHandler func(w http.ResponseWriter, r *http.Request, c session.Caller) error
+
+type callerKey struct{}
+
+// withCaller authenticates the request and passes its caller to h.
+func (g *Gateway) withCaller(h callerHandler) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		c, err := g.authenticate(r)
+		if err != nil {
+			return err
+		}
+		return h(w, r, c)
+	}
+}
+
+// withAdmin is withCaller for admin sessions only.
+func (g *Gateway) withAdmin(h callerHandler) handlerFunc {
+	return g.withCaller(func(w http.ResponseWriter, r *http.Request, c session.Caller) error {
+		if !c.Session.IsAdmin {
+			return auth.ErrForbidden
+		}
+		return h(w, r, c)
+	})
+}
+
+// authenticated wraps next (the forwarder) so that it runs only for a live
+// session, with the caller in the request's context.
+func (g *Gateway) authenticated(next http.Handler) http.Handler {
+	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
+		c, err := g.authenticate(r)
+		if err != nil {
+			return err
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
+		return nil
+	})
+}
+
+// MaxAuthorizationBytes bounds the Authorization header the proxy will
+// look at; a token is a few hundred bytes.
+const MaxAuthorizationBytes = 4 << 10
+
+func (g *Gateway) authenticate(r *http.Request) (session.Caller, error) {
+	raw, err := bearerToken(r.Header)
+	if err != nil {
+		return session.Caller{}, err
+	}
+	return g.cfg.Sessions.Authenticate(r.Context(), raw)
+}
+
+// bearerToken extracts the token of an "Authorization: Bearer" header
+// (RFC 6750 §2.1; the scheme is case-insensitive). Several Authorization
+// headers are refused: which one a backend would read is unclear.
+func bearerToken(h http.Header) (string, error) {
+	vals := h.Values("Authorization")
+	if len(vals) == 0 {
+		return "", errMissingToken
+	}
+	if len(vals) > 1 || len(vals[0]) > MaxAuthorizationBytes {
+		return "", auth.ErrInvalidToken
+	}
+	scheme, tok, ok := strings.Cut(vals[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", errMissingToken
+	}
+	tok = strings.TrimSpace(tok)
+	if tok == "" {
+		return "", auth.ErrInvalidToken
+	}
+	return tok, nil
+}
+
+func callerFrom(ctx context.Context) (session.Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(session.Caller)
+	return c, ok
+}
+
+// decodeJSON reads one JSON object of at most limit bytes into v.
+func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return auth.InvalidInputf("the body is larger than %d bytes", limit)
+		}
+		return auth.InvalidInputf("the body could not be read")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(v); err != nil {
+		return auth.InvalidInputf("the body is not a valid JSON object of the expected shape")
+	}
+	if dec.More() {
+		return auth.InvalidInputf("the body has data after the JSON object")
+	}
+	return nil
+}
+
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

@@ -1,0 +1,240 @@
+// Package identity manages the accounts that log in — devices and their users
+// — and decides whether a login's credentials are right.
+package identity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/authsidecar/authsidecar/proxy/internal/auth"
+	"github.com/authsidecar/authsidecar/proxy/internal/password"
+)
+
+// Store is where accounts live.
+type Store interface {
+	AddUser(ctx context.Context, deviceID, username, passwordHash string, isAdmin bool) (auth.User, error)
+	UserCredentials(ctx context.Context, deviceID, username string) (auth.User, string, error)
+	SetPassword(ctx context.Context, deviceID, username, passwordHash string, now time.Time) (auth.User, int64, error)
+	RemoveUser(ctx context.Context, deviceID, username string) (auth.User, int64, error)
+	ListUsers(ctx context.Context, deviceID string) ([]auth.User, error)
+
+	ReserveLoginAttempt(ctx context.Context, deviceID, username string, now time.Time) (attempt int, lockedUntil time.Time, err error)
+	ReleaseLoginAttempt(ctx context.Context, deviceID, username string) error
+	LockAccount(ctx context.Context, deviceID, username string, now time.Time, base, maxLock time.Duration) (time.Time, error)
+	ResetLoginFailures(ctx context.Context, deviceID, username string) (bool, error)
+}
+
+// Lockout is the policy against guessing: after MaxFailures consecutive
+// failed logins an account is locked for Duration, doubled by each further
+// lockout up to MaxDuration. A 4-digit PIN has only 10,000 values; at five
+// guesses per doubling lockout an attacker needs years, not minutes.
+type Lockout struct {
+	MaxFailures int
+	Duration    time.Duration
+	MaxDuration time.Duration // default 1h
+}
+
+// Service authenticates logins and administers accounts.
+type Service struct {
+	store   Store
+	hasher  *password.Hasher
+	lockout Lockout
+	now     func() time.Time
+	log     *zap.Logger
+}
+
+// New returns a Service. now is the clock; log receives one line per login
+// decision (never a password).
+func New(store Store, hasher *password.Hasher, lockout Lockout, now func() time.Time, log *zap.Logger) *Service {
+	if lockout.MaxDuration <= 0 {
+		lockout.MaxDuration = time.Hour
+	}
+	if lockout.MaxFailures <= 0 {
+		lockout.MaxFailures = 5
+	}
+	if lockout.Duration <= 0 {
+		lockout.Duration = time.Minute
+	}
+	return &Service{store: store, hasher: hasher, lockout: lockout, now: now, log: log}
+}
+
+// MaxNameLen bounds device ids and usernames.
+const MaxNameLen = 128
+
+// ValidateName checks a device id or username: non-empty, at most
+// MaxNameLen bytes, valid UTF-8 without control characters (they would
+// forge log lines and headers).
+func ValidateName(field, v string) error {
+	switch {
+	case v == "":
+		return auth.InvalidInputf("%s is required", field)
+	case len(v) > MaxNameLen:
+		return auth.InvalidInputf("%s is longer than %d bytes", field, MaxNameLen)
+	case !utf8.ValidString(v):
+		return auth.InvalidInputf("%s is not valid UTF-8", field)
+	case strings.IndexFunc(v, unicode.IsControl) >= 0:
+		return auth.InvalidInputf("%s contains a control character", field)
+	}
+	return nil
+}
+
+// Authenticate returns the user when the password is right. Unknown device,
+// unknown user and wrong password all return auth.ErrInvalidCredentials after
+// the same amount of hashing work, so that neither the answer nor its timing
+// tells which accounts exist. A locked account — known or not — gets an
+// *auth.LockedOutError, even with the right password.
+func (s *Service) Authenticate(ctx context.Context, deviceID, username, pw string) (auth.User, error) {
+	now := s.now()
+	attempt, lockedUntil, err := s.store.ReserveLoginAttempt(ctx, deviceID, username, now)
+	if err != nil {
+		return auth.User{}, err
+	}
+	if attempt == 0 || attempt > s.lockout.MaxFailures {
+		// Locked, or a parallel guess past the threshold while the lock is
+		// being set: refused without checking the password.
+		retry := lockedUntil.Sub(now)
+		if retry <= 0 {
+			retry = s.lockout.Duration
+		}
+		s.log.Info("login failed", zap.String("device_id", deviceID), zap.String("username", username),
+			zap.String("reason", "locked out"), zap.Duration("retry_after", retry))
+		return auth.User{}, &auth.LockedOutError{RetryAfter: retry}
+	}
+
+	user, ok, err := s.check(ctx, deviceID, username, pw)
+	if err != nil {
+		if errors.Is(err, auth.ErrBusy) || errors.Is(err, context.Canceled) {
+			// Not evaluated: load alone must not count towards a lockout.
+			if rerr := s.store.ReleaseLoginAttempt(context.WithoutCancel(ctx), deviceID, username); rerr != nil {
+				s.log.Warn("could not release login attempt", zap.Error(rerr))
+			}
+		}
+		return auth.User{}, err
+	}
+	if !ok {
+		reason := "wrong password"
+		if user.ID == "" {
+			reason = "unknown account"
+		}
+		fields := []zap.Field{zap.String("device_id", deviceID), zap.String("username", username),
+			zap.String("reason", reason), zap.Int("consecutive_failures", attempt)}
+		if attempt >= s.lockout.MaxFailures {
+			until, err := s.store.LockAccount(ctx, deviceID, username, now, s.lockout.Duration, s.lockout.MaxDuration)
+			if err != nil {
+				return auth.User{}, err
+			}
+			fields = append(fields, zap.Time("locked_until", until))
+			s.log.Warn("account locked", fields...)
+		} else {
+			s.log.Info("login failed", fields...)
+		}
+		return auth.User{}, auth.ErrInvalidCredentials
+	}
+	if _, err := s.store.ResetLoginFailures(ctx, deviceID, username); err != nil {
+		return auth.User{}, err
+	}
+	return user, nil
+}
+
+// check looks the account up and verifies the password; user.ID is empty
+// for an unknown account.
+func (s *Service) check(ctx context.Context, deviceID, username, pw string) (auth.User, bool, error) {
+	user, hash, err := s.store.UserCredentials(ctx, deviceID, username)
+	if err != nil && !errors.Is(err, auth.ErrNotFound) {
+		return auth.User{}, false, err
+	}
+	// hash is empty for an unknown account: Verify then checks a dummy hash.
+	ok, err := s.hasher.Verify(ctx, pw, hash)
+	if errors.Is(err, password.ErrMalformedHash) {
+		s.log.Error("stored password hash is malformed", zap.String("device_id", deviceID), zap.String("username", username))
+		return user, false, nil
+	}
+	if err != nil {
+		return auth.User{}, false, err
+	}
+	return user, ok, nil
+}
+
+// Unlock ends a login lockout and forgets the account's failures.
+func (s *Service) Unlock(ctx context.Context, deviceID, username string) error {
+	had, err := s.store.ResetLoginFailures(ctx, deviceID, username)
+	if err != nil {
+		return err
+	}
+	s.log.Info("account unlocked", zap.String("device_id", deviceID), zap.String("username", username), zap.Bool("was_counted", had))
+	return nil
+}
+
+// AddUser creates a user (and its device when it is new).
+func (s *Service) AddUser(ctx context.Context, deviceID, username, pw string, isAdmin bool) (auth.User, error) {
+	if err := validateAccount(deviceID, username, pw); err != nil {
+		return auth.User{}, err
+	}
+	hash, err := s.hasher.Hash(ctx, pw)
+	if err != nil {
+		return auth.User{}, err
+	}
+	u, err := s.store.AddUser(ctx, deviceID, username, hash, isAdmin)
+	if err != nil {
+		return auth.User{}, fmt.Errorf("user %s on device %s: %w", username, deviceID, err)
+	}
+	s.log.Info("user added", zap.String("device_id", deviceID), zap.String("username", username), zap.Bool("admin", isAdmin))
+	return u, nil
+}
+
+// SetPassword changes a user's password and revokes its sessions; it
+// returns how many sessions it revoked.
+func (s *Service) SetPassword(ctx context.Context, deviceID, username, pw string) (int64, error) {
+	if err := validateAccount(deviceID, username, pw); err != nil {
+		return 0, err
+	}
+	hash, err := s.hasher.Hash(ctx, pw)
+	if err != nil {
+		return 0, err
+	}
+	_, revoked, err := s.store.SetPassword(ctx, deviceID, username, hash, s.now())
+	if err != nil {
+		return 0, fmt.Errorf("user %s on device %s: %w", username, deviceID, err)
+	}
+	s.log.Info("password changed", zap.String("device_id", deviceID), zap.String("username", username), zap.Int64("sessions_revoked", revoked))
+	return revoked, nil
+}
+
+// RemoveUser deletes a user and ends its sessions; it returns how many
+// sessions it ended.
+func (s *Service) RemoveUser(ctx context.Context, deviceID, username string) (int64, error) {
+	_, n, err := s.store.RemoveUser(ctx, deviceID, username)
+	if err != nil {
+		return 0, fmt.Errorf("user %s on device %s: %w", username, deviceID, err)
+	}
+	s.log.Info("user removed", zap.String("device_id", deviceID), zap.String("username", username), zap.Int64("sessions_revoked", n))
+	return n, nil
+}
+
+// ListUsers lists users, of one device when deviceID is not empty.
+func (s *Service) ListUsers(ctx context.Context, deviceID string) ([]auth.User, error) {
+	return s.store.ListUsers(ctx, deviceID)
+}
+
+func validateAccount(deviceID, username, pw string) error {
+	if err := ValidateName("device", deviceID); err != nil {
+		return err
+	}
+	if err := ValidateName("username", username); err != nil {
+		return err
+	}
+	if pw == "" {
+		return auth.InvalidInputf("password is empty")
+	}
+	if len(pw) > 1024 {
+		return auth.InvalidInputf("password is longer than 1024 bytes")
+	}
+	return nil
+}

@@ -1,0 +1,149 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/authsidecar/authsidecar/proxy/internal/auth"
+)
+
+// Store keeps devices, users, sessions and signing keys in PostgreSQL.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// NewStore returns a Store on pool.
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return wrap("ping", s.pool.Ping(ctx)) }
+
+// AddUser creates a user, and its device when the device is new.
+func (s *Store) AddUser(ctx context.Context, deviceID, username, passwordHash string, isAdmin bool) (auth.User, error) {
+	var u auth.User
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO devices (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`, deviceID); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `
+			INSERT INTO users (device_id, username, password_hash, is_admin)
+			VALUES ($1, $2, $3, $4)
+			RETURNING id::text, device_id, username, is_admin, created_at`,
+			deviceID, username, passwordHash, isAdmin,
+		).Scan(&u.ID, &u.DeviceID, &u.Username, &u.IsAdmin, &u.CreatedAt)
+	})
+	return u, wrap("add user", err)
+}
+
+// UserCredentials returns the user and its password hash.
+func (s *Store) UserCredentials(ctx context.Context, deviceID, username string) (auth.User, string, error) {
+	var u auth.User
+	var hash string
+	err := s.pool.QueryRow(ctx, `
+		SELECT id::text, device_id, username, is_admin, created_at, password_hash
+		FROM users WHERE device_id = $1 AND username = $2`, deviceID, username,
+	).Scan(&u.ID, &u.DeviceID, &u.Username, &u.IsAdmin, &u.CreatedAt, &hash)
+	return u, hash, wrap("find user", err)
+}
+
+// SetPassword replaces a user's password hash and revokes the user's live
+// sessions at now: whoever knew the old password must log in again.
+func (s *Store) SetPassword(ctx context.Context, deviceID, username, passwordHash string, now time.Time) (auth.User, int64, error) {
+	var u auth.User
+	var revoked int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `
+			UPDATE users SET password_hash = $3, updated_at = $4
+			WHERE device_id = $1 AND username = $2
+			RETURNING id::text, device_id, username, is_admin, created_at`,
+			deviceID, username, passwordHash, now,
+		).Scan(&u.ID, &u.DeviceID, &u.Username, &u.IsAdmin, &u.CreatedAt)
+		if err != nil {
+			return err
+		}
+		revoked, err = revokeWhere(ctx, tx, "user_id = $2::uuid", now, u.ID)
+		return err
+	})
+	return u, revoked, wrap("set password", err)
+}
+
+// RemoveUser deletes a user; its sessions go with it.
+func (s *Store) RemoveUser(ctx context.Context, deviceID, username string) (auth.User, int64, error) {
+	var u auth.User
+	var sessions int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `
+			SELECT id::text, device_id, username, is_admin, created_at
+			FROM users WHERE device_id = $1 AND username = $2 FOR UPDATE`,
+			deviceID, username,
+		).Scan(&u.ID, &u.DeviceID, &u.Username, &u.IsAdmin, &u.CreatedAt)
+		if err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM sessions WHERE user_id = $1::uuid AND revoked_at IS NULL`, u.ID)
+		if err != nil {
+			return err
+		}
+		sessions = tag.RowsAffected()
+		_, err = tx.Exec(ctx, `DELETE FROM users WHERE id = $1::uuid`, u.ID)
+		return err
+	})
+	return u, sessions, wrap("remove user", err)
+}
+
+// ListUsers lists users, of one device when deviceID is not empty.
+func (s *Store) ListUsers(ctx context.Context, deviceID string) ([]auth.User, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT id::text, device_id, username, is_admin, created_at FROM users
+		WHERE $1 = '' OR device_id = $1
+		ORDER BY device_id, username`, deviceID)
+	if err != nil {
+		return nil, wrap("list users", err)
+	}
+	users, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (auth.User, error) {
+		var u auth.User
+		err := row.Scan(&u.ID, &u.DeviceID, &u.Username, &u.IsAdmin, &u.CreatedAt)
+		return u, err
+	})
+	return users, wrap("list users", err)
+}
+
+// SigningKeyPEM returns the stored generated signing key. When there is
+// none it stores the one generate makes; when several replicas start at once
+// exactly one key wins and all of them return it.
+func (s *Store) SigningKeyPEM(ctx context.Context, generate func() (id string, pem []byte, err error)) ([]byte, error) {
+	var pem string
+	err := s.pool.QueryRow(ctx, `SELECT private_pem FROM signing_keys ORDER BY created_at, id LIMIT 1`).Scan(&pem)
+	if err == nil {
+		return []byte(pem), nil
+	}
+	if err != pgx.ErrNoRows {
+		return nil, wrap("read signing key", err)
+	}
+	id, fresh, err := generate()
+	if err != nil {
+		return nil, fmt.Errorf("generate signing key: %w", err)
+	}
+	// A transaction-level advisory lock serializes first starts, so that two
+	// replicas cannot each insert a different key.
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('authsidecar signing key ' || current_schema()))`); err != nil {
+			return err
+		}
+		err := tx.QueryRow(ctx, `SELECT private_pem FROM signing_keys ORDER BY created_at, id LIMIT 1`).Scan(&pem)
+		if err != pgx.ErrNoRows {
+			return err
+		}
+		pem = string(fresh)
+		_, err = tx.Exec(ctx, `INSERT INTO signing_keys (id, private_pem) VALUES ($1, $2)`, id, pem)
+		return err
+	})
+	if err != nil {
+		return nil, wrap("store signing key", err)
+	}
+	return []byte(pem), nil
+}

@@ -1,0 +1,275 @@
+// Package session issues, checks, refreshes and ends sessions. A session is
+// a row in the store; the client holds a signed token that names it. Every
+// request's token is verified and its session checked for revocation and
+// expiry before anything is forwarded.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/authsidecar/authsidecar/proxy/internal/auth"
+	"github.com/authsidecar/authsidecar/proxy/internal/token"
+)
+
+// Store is where sessions live.
+type Store interface {
+	CreateSession(ctx context.Context, s auth.Session) error
+	Session(ctx context.Context, id string) (auth.Session, error)
+	DeleteSession(ctx context.Context, id string) error
+	RefreshSession(ctx context.Context, id string, gen int64, now, expiresAt, prevValidUntil time.Time) (auth.Session, error)
+	RevokeSession(ctx context.Context, id, deviceID string, now time.Time) error
+	RevokeDevice(ctx context.Context, deviceID, username string, now time.Time) (int64, error)
+	ListSessions(ctx context.Context, deviceID string, now time.Time) ([]auth.Session, error)
+	DeleteExpired(ctx context.Context, now time.Time, limit int) (int64, error)
+}
+
+// Config holds the lifetimes of sessions.
+type Config struct {
+	TTL          time.Duration // from login or the last refresh
+	MaxAge       time.Duration // no refresh extends a session past this age
+	RefreshGrace time.Duration // how long a token replaced by a refresh still works
+}
+
+// Manager issues and checks sessions.
+type Manager struct {
+	store  Store
+	tokens *token.Signer
+	cfg    Config
+	now    func() time.Time
+	log    *zap.Logger
+}
+
+// NewManager returns a Manager. now is the one clock every expiry decision
+// uses.
+func NewManager(store Store, tokens *token.Signer, cfg Config, now func() time.Time, log *zap.Logger) *Manager {
+	return &Manager{store: store, tokens: tokens, cfg: cfg, now: now, log: log}
+}
+
+// Client describes where a login came from, for operators.
+type Client struct {
+	Addr      string
+	UserAgent string
+}
+
+// Caller is an authenticated request's session and the generation of the
+// token it presented.
+type Caller struct {
+	Session         auth.Session
+	TokenGeneration int64
+}
+
+// Issued is a session with the token that names it.
+type Issued struct {
+	Session auth.Session
+	Token   string
+}
+
+// Create starts a session for user and signs its token.
+func (m *Manager) Create(ctx context.Context, user auth.User, client Client) (Issued, error) {
+	now := m.now()
+	s := auth.Session{
+		ID:         newID(),
+		DeviceID:   user.DeviceID,
+		UserID:     user.ID,
+		Username:   user.Username,
+		IsAdmin:    user.IsAdmin,
+		CreatedAt:  now,
+		ExpiresAt:  m.expiry(now, now),
+		ClientAddr: client.Addr,
+		UserAgent:  truncate(client.UserAgent, 256),
+	}
+	if err := m.store.CreateSession(ctx, s); err != nil {
+		return Issued{}, fmt.Errorf("create session: %w", err)
+	}
+	tok, err := m.sign(s, now)
+	if err != nil {
+		return Issued{}, err
+	}
+	m.log.Info("session created", zap.String("device_id", s.DeviceID), zap.String("session_id", s.ID),
+		zap.String("username", s.Username), zap.Bool("admin", s.IsAdmin), zap.Time("expires_at", s.ExpiresAt))
+	return Issued{Session: s, Token: tok}, nil
+}
+
+// Authenticate verifies a bearer token and checks that its session is live.
+// Every failure wraps auth.ErrInvalidToken, except a store that cannot answer
+// (auth.ErrUnavailable): then nothing is known, and the caller must refuse.
+func (m *Manager) Authenticate(ctx context.Context, raw string) (Caller, error) {
+	claims, err := m.tokens.Verify(raw)
+	if err != nil {
+		return Caller{}, m.refuse("", "", err.Error(), fmt.Errorf("%w: %w", auth.ErrInvalidToken, err))
+	}
+	s, err := m.store.Session(ctx, claims.SessionID)
+	if errors.Is(err, auth.ErrNotFound) {
+		return Caller{}, m.refuse(claims.SessionID, claims.DeviceID, "session not found", auth.ErrInvalidToken)
+	}
+	if err != nil {
+		return Caller{}, fmt.Errorf("session lookup: %w", err)
+	}
+	now := m.now()
+	switch {
+	case !s.RevokedAt.IsZero():
+		return Caller{}, m.refuse(s.ID, s.DeviceID, "revoked", auth.ErrInvalidToken)
+	case !now.Before(s.ExpiresAt):
+		// Deleting the row here keeps the table from holding sessions that
+		// can never be used again; the janitor catches the ones never met.
+		if err := m.store.DeleteSession(ctx, s.ID); err != nil {
+			m.log.Warn("could not delete expired session", zap.String("session_id", s.ID), zap.Error(err))
+		} else {
+			m.log.Info("session expired", zap.String("device_id", s.DeviceID), zap.String("session_id", s.ID))
+		}
+		return Caller{}, m.refuse(s.ID, s.DeviceID, "expired", auth.ErrInvalidToken)
+	case !s.AcceptsGeneration(claims.Generation, now):
+		return Caller{}, m.refuse(s.ID, s.DeviceID, "token superseded by a refresh", auth.ErrInvalidToken)
+	}
+	if ce := m.log.Check(zap.DebugLevel, "session found"); ce != nil {
+		ce.Write(zap.String("device_id", s.DeviceID), zap.String("session_id", s.ID))
+	}
+	return Caller{Session: s, TokenGeneration: claims.Generation}, nil
+}
+
+// refuse logs why a token was refused and returns err.
+func (m *Manager) refuse(sessionID, deviceID, why string, err error) error {
+	if ce := m.log.Check(zap.InfoLevel, "session refused"); ce != nil {
+		ce.Write(zap.String("session_id", sessionID), zap.String("device_id", deviceID), zap.String("reason", why))
+	}
+	return err
+}
+
+// Refresh issues a new token for the caller's session, which then ends TTL
+// from now (never past MaxAge from login). The caller's token keeps working
+// for RefreshGrace. Of several refreshes of one token, one wins; the others
+// get auth.ErrInvalidToken.
+func (m *Manager) Refresh(ctx context.Context, c Caller) (Issued, error) {
+	now := m.now()
+	if c.TokenGeneration != c.Session.Generation {
+		// A token already superseded may still be used inside its grace, but
+		// it must not start a second chain.
+		return Issued{}, m.refuse(c.Session.ID, c.Session.DeviceID, "refresh of a superseded token", auth.ErrInvalidToken)
+	}
+	s, err := m.store.RefreshSession(ctx, c.Session.ID, c.TokenGeneration, now,
+		m.expiry(c.Session.CreatedAt, now), now.Add(m.cfg.RefreshGrace))
+	if errors.Is(err, auth.ErrInvalidToken) {
+		return Issued{}, m.refuse(c.Session.ID, c.Session.DeviceID, "refresh lost to a concurrent refresh or the session ended", err)
+	}
+	if err != nil {
+		return Issued{}, fmt.Errorf("refresh session: %w", err)
+	}
+	tok, err := m.sign(s, now)
+	if err != nil {
+		return Issued{}, err
+	}
+	m.log.Info("session refreshed", zap.String("device_id", s.DeviceID), zap.String("session_id", s.ID),
+		zap.Int64("generation", s.Generation), zap.Time("expires_at", s.ExpiresAt))
+	return Issued{Session: s, Token: tok}, nil
+}
+
+// Logout ends the caller's session at once.
+func (m *Manager) Logout(ctx context.Context, c Caller) error {
+	if err := m.store.RevokeSession(ctx, c.Session.ID, "", m.now()); err != nil && !errors.Is(err, auth.ErrNotFound) {
+		return fmt.Errorf("logout: %w", err)
+	}
+	m.log.Info("session revoked", zap.String("device_id", c.Session.DeviceID), zap.String("session_id", c.Session.ID),
+		zap.String("by", "owner"), zap.String("reason", "logout"))
+	return nil
+}
+
+// Revoke ends one session. With deviceID set it only ends a session of that
+// device: another device's session is auth.ErrNotFound. by and reason are
+// logged for operators.
+func (m *Manager) Revoke(ctx context.Context, id, deviceID, by, reason string) error {
+	if err := m.store.RevokeSession(ctx, id, deviceID, m.now()); err != nil {
+		return fmt.Errorf("revoke session: %w", err)
+	}
+	m.log.Info("session revoked", zap.String("device_id", deviceID), zap.String("session_id", id),
+		zap.String("by", by), zap.String("reason", reason))
+	return nil
+}
+
+// RevokeDevice ends the live sessions of a device, or of one of its users
+// when username is not empty, and returns how many it ended.
+func (m *Manager) RevokeDevice(ctx context.Context, deviceID, username, by, reason string) (int64, error) {
+	n, err := m.store.RevokeDevice(ctx, deviceID, username, m.now())
+	if err != nil {
+		return 0, fmt.Errorf("revoke device sessions: %w", err)
+	}
+	m.log.Info("sessions revoked", zap.String("device_id", deviceID), zap.String("username", username),
+		zap.Int64("count", n), zap.String("by", by), zap.String("reason", reason))
+	return n, nil
+}
+
+// List returns the live sessions, of one device when deviceID is not empty.
+func (m *Manager) List(ctx context.Context, deviceID string) ([]auth.Session, error) {
+	return m.store.ListSessions(ctx, deviceID, m.now())
+}
+
+// CleanupBatch is how many expired sessions one statement deletes.
+const CleanupBatch = 5000
+
+// Cleanup deletes every session expired by now, in batches, and returns how
+// many it deleted.
+func (m *Manager) Cleanup(ctx context.Context) (int64, error) {
+	now := m.now()
+	var total int64
+	for {
+		n, err := m.store.DeleteExpired(ctx, now, CleanupBatch)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("cleanup: %w", err)
+		}
+		if n < CleanupBatch {
+			return total, nil
+		}
+	}
+}
+
+// expiry is when a session created at created and refreshed at now ends:
+// TTL from now, capped at MaxAge from created, in whole seconds so that the
+// token's exp and the session's expiry are the same instant.
+func (m *Manager) expiry(created, now time.Time) time.Time {
+	exp := now.Add(m.cfg.TTL)
+	if m.cfg.MaxAge > 0 {
+		if limit := created.Add(m.cfg.MaxAge); limit.Before(exp) {
+			exp = limit
+		}
+	}
+	return exp.Truncate(time.Second)
+}
+
+func (m *Manager) sign(s auth.Session, now time.Time) (string, error) {
+	tok, err := m.tokens.Sign(token.Claims{
+		SessionID: s.ID, Generation: s.Generation, Subject: s.UserID, DeviceID: s.DeviceID,
+		IssuedAt: now, ExpiresAt: s.ExpiresAt,
+	})
+	if err != nil {
+		return "", fmt.Errorf("sign token: %w", err)
+	}
+	return tok, nil
+}
+
+// newID returns 128 random bits in hex: safe in URLs, headers, logs and as
+// a command-line argument (base64url could start with "-").
+func newID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go ≥ 1.24)
+	return hex.EncodeToString(b)
+}
+
+// truncate cuts s to at most n bytes of valid UTF-8: the store refuses
+// invalid UTF-8, and a client's User-Agent must not be able to fail a login.
+func truncate(s string, n int) string {
+	s = strings.ToValidUTF8(s, "")
+	for len(s) > n {
+		_, size := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-size]
+	}
+	return s
+}

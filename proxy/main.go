@@ -1,0 +1,117 @@
+// Command proxy is authsidecar's auth proxy: it logs headsets and other
+// clients in, issues signed tokens for sessions kept in PostgreSQL, and
+// forwards authenticated requests to a backend with the caller's identity in
+// headers. See the README for the commands and settings.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], environ(), os.Stdin, os.Stdout, os.Stderr))
+}
+
+// Exit codes: 0 success, 1 failure, 2 bad usage or a bad setting.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// usageError is bad usage of a command: exit 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+const usage = `usage:
+  proxy [serve]
+  proxy migrate [up|down|status]
+  proxy user add --device ID --username NAME [--admin]   (password: first line of stdin)
+  proxy user passwd --device ID --username NAME          (password: first line of stdin)
+  proxy user remove --device ID --username NAME
+  proxy user list [--device ID]
+  proxy user unlock --device ID --username NAME
+  proxy sessions list [--device ID]
+  proxy sessions revoke (--id SESSION_ID | --device ID [--username NAME])
+  proxy sessions cleanup
+  proxy version`
+
+// run is the whole program, with its inputs and outputs passed in so that
+// tests can drive it.
+func run(ctx context.Context, args []string, environ map[string]string, stdin io.Reader, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return exitOK
+	case "version", "--version":
+		fmt.Fprintln(stdout, version)
+		return exitOK
+	}
+	handler, ok := commands[cmd]
+	if !ok {
+		fmt.Fprintf(stderr, "proxy: unknown command %q\n%s\n", cmd, usage)
+		return exitUsage
+	}
+	cfg, err := loadConfig(environ)
+	if err != nil {
+		fmt.Fprintf(stderr, "proxy: %v\n", err)
+		return exitUsage
+	}
+	err = handler(ctx, cfg, args, stdin, stdout, stderr)
+	var ue *usageError
+	var se *settingError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "proxy: %v\n", err)
+		return exitUsage
+	case errors.As(err, &se):
+		fmt.Fprintf(stderr, "proxy: %v\n", err)
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "proxy: %s\n", oneLine(err.Error()))
+		return exitFailure
+	}
+}
+
+// commandFunc runs one command with the settings already read.
+type commandFunc func(ctx context.Context, cfg config, args []string, stdin io.Reader, stdout, stderr io.Writer) error
+
+var commands = map[string]commandFunc{
+	"serve":    serve,
+	"migrate":  migrateCmd,
+	"user":     userCmd,
+	"sessions": sessionsCmd,
+}
+
+func environ() map[string]string {
+	m := make(map[string]string)
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
