@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"os"
 	"net/url"
+	"os"
 	"reflect"
 	"time"
 
