@@ -47,10 +47,15 @@ func (s *Store) Session(ctx context.Context, id string) (auth.Session, error) {
 	return sess, wrap("find session", err)
 }
 
-// DeleteSession removes a session row (one met after its expiry).
-func (s *Store) DeleteSession(ctx context.Context, id string) error {
-	_, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE id = $1`, id)
-	return wrap("delete session", err)
+// DeleteExpiredSession removes a session row if it has expired by now (a
+// refresh may have extended it since the caller looked), and reports
+// whether it did.
+func (s *Store) DeleteExpiredSession(ctx context.Context, id string, now time.Time) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE id = $1 AND expires_at <= $2`, id, now)
+	if err != nil {
+		return false, wrap("delete expired session", err)
+	}
+	return tag.RowsAffected() > 0, nil
 }
 
 // RefreshSession moves a live session from generation gen to gen+1 with a

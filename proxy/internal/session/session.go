@@ -24,7 +24,7 @@ import (
 type Store interface {
 	CreateSession(ctx context.Context, s auth.Session) error
 	Session(ctx context.Context, id string) (auth.Session, error)
-	DeleteSession(ctx context.Context, id string) error
+	DeleteExpiredSession(ctx context.Context, id string, now time.Time) (bool, error)
 	RefreshSession(ctx context.Context, id string, gen int64, now, expiresAt, prevValidUntil time.Time) (auth.Session, error)
 	RevokeSession(ctx context.Context, id, deviceID string, now time.Time) error
 	RevokeDevice(ctx context.Context, deviceID, username string, now time.Time) (int64, error)
@@ -104,8 +104,13 @@ func (m *Manager) Create(ctx context.Context, user auth.User, client Client) (Is
 // (auth.ErrUnavailable): then nothing is known, and the caller must refuse.
 func (m *Manager) Authenticate(ctx context.Context, raw string) (Caller, error) {
 	claims, err := m.tokens.Verify(raw)
+	if errors.Is(err, token.ErrExpired) {
+		// A genuine token past its exp: its session may have expired with
+		// it (unless a refresh extended it), and is deleted when met.
+		m.deleteIfExpired(ctx, claims.SessionID, claims.DeviceID)
+	}
 	if err != nil {
-		return Caller{}, m.refuse("", "", err.Error(), fmt.Errorf("%w: %w", auth.ErrInvalidToken, err))
+		return Caller{}, m.refuse(claims.SessionID, claims.DeviceID, err.Error(), fmt.Errorf("%w: %w", auth.ErrInvalidToken, err))
 	}
 	s, err := m.store.Session(ctx, claims.SessionID)
 	if errors.Is(err, auth.ErrNotFound) {
@@ -119,13 +124,7 @@ func (m *Manager) Authenticate(ctx context.Context, raw string) (Caller, error) 
 	case !s.RevokedAt.IsZero():
 		return Caller{}, m.refuse(s.ID, s.DeviceID, "revoked", auth.ErrInvalidToken)
 	case !now.Before(s.ExpiresAt):
-		// Deleting the row here keeps the table from holding sessions that
-		// can never be used again; the janitor catches the ones never met.
-		if err := m.store.DeleteSession(ctx, s.ID); err != nil {
-			m.log.Warn("could not delete expired session", zap.String("session_id", s.ID), zap.Error(err))
-		} else {
-			m.log.Info("session expired", zap.String("device_id", s.DeviceID), zap.String("session_id", s.ID))
-		}
+		m.deleteIfExpired(ctx, s.ID, s.DeviceID)
 		return Caller{}, m.refuse(s.ID, s.DeviceID, "expired", auth.ErrInvalidToken)
 	case !s.AcceptsGeneration(claims.Generation, now):
 		return Caller{}, m.refuse(s.ID, s.DeviceID, "token superseded by a refresh", auth.ErrInvalidToken)
@@ -134,6 +133,24 @@ func (m *Manager) Authenticate(ctx context.Context, raw string) (Caller, error) 
 		ce.Write(zap.String("device_id", s.DeviceID), zap.String("session_id", s.ID))
 	}
 	return Caller{Session: s, TokenGeneration: claims.Generation}, nil
+}
+
+// deleteIfExpired deletes a session met after its expiry, which keeps the
+// table from holding rows that can never be used again; the janitor catches
+// the ones never met. A failure is only logged: the request is refused
+// either way.
+func (m *Manager) deleteIfExpired(ctx context.Context, id, deviceID string) {
+	if id == "" {
+		return
+	}
+	deleted, err := m.store.DeleteExpiredSession(ctx, id, m.now())
+	if err != nil {
+		m.log.Warn("could not delete expired session", zap.String("session_id", id), zap.Error(err))
+		return
+	}
+	if deleted {
+		m.log.Info("session expired", zap.String("device_id", deviceID), zap.String("session_id", id))
+	}
 }
 
 // refuse logs why a token was refused and returns err.

@@ -264,7 +264,9 @@ func (s *Signer) Sign(c Claims) (string, error) {
 
 // Verify checks that raw is a token signed by one of the Signer's keys, for
 // its issuer (and audience), in date, and returns its claims. Every failure
-// wraps ErrInvalid; an expired token fails with ErrExpired.
+// wraps ErrInvalid; an expired token fails with ErrExpired and still returns
+// its claims (its signature and every other check passed), so that the
+// caller can clean up the session it names.
 //
 // When a token fails for several reasons, the reason reported is the first of:
 // the encoding, the header, the signature, a missing or wrong claim, then the
@@ -282,16 +284,28 @@ func (s *Signer) Verify(raw string) (Claims, error) {
 	}
 	var sc sessionClaims
 	if _, err := s.parser.ParseWithClaims(raw, &sc, s.keyFor); err != nil {
-		return Claims{}, classify(err)
+		err = classify(err)
+		if errors.Is(err, ErrExpired) {
+			return claimsOf(sc), err
+		}
+		return Claims{}, err
+	}
+	return claimsOf(sc), nil
+}
+
+func claimsOf(sc sessionClaims) Claims {
+	var gen int64
+	if sc.Generation != nil {
+		gen = *sc.Generation
 	}
 	return Claims{
 		SessionID:  sc.SessionID,
-		Generation: *sc.Generation,
+		Generation: gen,
 		Subject:    sc.Subject,
 		DeviceID:   sc.DeviceID,
 		IssuedAt:   timeOf(sc.IssuedAt),
 		ExpiresAt:  timeOf(sc.ExpiresAt),
-	}, nil
+	}
 }
 
 // allowedHeaders are the only header parameters a token may carry: those Sign

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/authsidecar/authsidecar/proxy/internal/token"
+)
+
+const testDB = "postgres://u@127.0.0.1:5432/db"
+
+func TestConfigDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := loadConfig(map[string]string{"DATABASE_URL": testDB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config{
+		ListenAddr: ":8080", UpstreamURL: "http://127.0.0.1:9000", DatabaseURL: testDB,
+		TokenTTL: 24 * time.Hour, SessionMaxAge: 168 * time.Hour, RefreshGrace: 10 * time.Second,
+		LoginMaxFailures: 5, LoginLockout: time.Minute, AutoMigrate: true, CleanupInterval: 10 * time.Minute,
+		LogLevel: "info", MetricsAddr: ":9090", DataDir: "./data",
+	}
+	if c.upstream.String() != "http://127.0.0.1:9000" || c.signingKeys != nil {
+		t.Fatalf("parsed upstream %v, keys %v", c.upstream, c.signingKeys)
+	}
+	c.upstream, c.signingKeys = nil, nil
+	c.logLevel = 0
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("defaults:\n got %+v\nwant %+v", c, want)
+	}
+}
+
+func TestConfigRejectsBadSettings(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	junk := filepath.Join(dir, "junk.pem")
+	if err := os.WriteFile(junk, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, value string }{
+		{"TOKEN_TTL", "24x"},
+		{"TOKEN_TTL", "0s"},
+		{"TOKEN_TTL", "-1h"},
+		{"SESSION_MAX_AGE", "1h"}, // shorter than TOKEN_TTL
+		{"REFRESH_GRACE", "soon"},
+		{"REFRESH_GRACE", "-1s"},
+		{"UPSTREAM_URL", "localhost:9000"},
+		{"UPSTREAM_URL", "ftp://host/"},
+		{"UPSTREAM_URL", "http://"},
+		{"DATABASE_URL", ""},
+		{"DATABASE_URL", "postgres://u:secret@host:notaport/db"},
+		{"LISTEN_ADDR", "8080"},
+		{"METRICS_ADDR", "nope"},
+		{"LOGIN_MAX_FAILURES", "0"},
+		{"LOGIN_MAX_FAILURES", "five"},
+		{"LOGIN_LOCKOUT", "0"},
+		{"AUTO_MIGRATE", "perhaps"},
+		{"CLEANUP_INTERVAL", "0"},
+		{"LOG_LEVEL", "loud"},
+		{"LOG_LEVEL", "fatal"},
+		{"SIGNING_KEY_FILE", filepath.Join(dir, "missing.pem")},
+		{"SIGNING_KEY_FILE", junk},
+	} {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			t.Parallel()
+			envv := map[string]string{"DATABASE_URL": testDB, tc.name: tc.value}
+			_, err := loadConfig(envv)
+			var se *settingError
+			if !errors.As(err, &se) || se.Var != tc.name {
+				t.Fatalf("got %v, want a settingError naming %s", err, tc.name)
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Fatalf("error echoes a password: %v", err)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+func TestConfigReadsSigningKeys(t *testing.T) {
+	t.Parallel()
+	var pem []byte
+	for range 2 {
+		k, err := token.GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := k.MarshalPEM()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pem = append(pem, p...)
+	}
+	path := filepath.Join(t.TempDir(), "keys.pem")
+	if err := os.WriteFile(path, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadConfig(map[string]string{"DATABASE_URL": testDB, "SIGNING_KEY_FILE": path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.signingKeys) != 2 {
+		t.Fatalf("%d keys read, want 2", len(c.signingKeys))
+	}
+}
+
+// TestRunExitCodes drives main's run: bad settings and bad usage exit 2 with
+// one line on stderr, before anything touches a database.
+func TestRunExitCodes(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want int
+	}{
+		{"bad setting", nil, map[string]string{"DATABASE_URL": testDB, "TOKEN_TTL": "24x"}, exitUsage},
+		{"unknown command", []string{"frobnicate"}, map[string]string{"DATABASE_URL": testDB}, exitUsage},
+		{"migrate bad arg", []string{"migrate", "sideways"}, map[string]string{"DATABASE_URL": testDB}, exitUsage},
+		{"user add without device", []string{"user", "add", "--username", "u"}, map[string]string{"DATABASE_URL": testDB}, exitUsage},
+		{"user add unknown flag", []string{"user", "add", "--device", "d", "--username", "u", "--root"}, map[string]string{"DATABASE_URL": testDB}, exitUsage},
+		{"revoke needs id or device", []string{"sessions", "revoke"}, map[string]string{"DATABASE_URL": testDB}, exitUsage},
+		{"revoke id and device", []string{"sessions", "revoke", "--id", "x", "--device", "d"}, map[string]string{"DATABASE_URL": testDB}, exitUsage},
+		{"version", []string{"version"}, nil, exitOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), tc.args, tc.env, strings.NewReader(""), &stdout, &stderr)
+			if code != tc.want {
+				t.Fatalf("exit %d, want %d; stderr %q", code, tc.want, stderr.String())
+			}
+			if tc.want == exitUsage && !strings.HasPrefix(stderr.String(), "proxy: ") {
+				t.Fatalf("stderr does not start with the program's name: %q", stderr.String())
+			}
+		})
+	}
+}
+
+func TestRunFailsWhenDatabaseIsDown(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"user", "list"},
+		map[string]string{"DATABASE_URL": "postgres://u@127.0.0.1:1/db?connect_timeout=2"}, strings.NewReader(""), &stdout, &stderr)
+	if code != exitFailure {
+		t.Fatalf("exit %d, want %d", code, exitFailure)
+	}
+	if lines := strings.Split(strings.TrimSpace(stderr.String()), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "proxy: ") {
+		t.Fatalf("want one error line, got %q", stderr.String())
+	}
+}
