@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/authsidecar/authsidecar/proxy/internal/cleanup"
 	"github.com/authsidecar/authsidecar/proxy/internal/gateway"
 )
 
@@ -38,10 +39,11 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 	if err != nil {
 		return err
 	}
+	sessions, ids := a.sessions(signer), a.identity(hasher)
 	gw := gateway.New(gateway.Config{
 		Upstream: cfg.upstream,
-		Sessions: a.sessions(signer),
-		Identity: a.identity(hasher),
+		Sessions: sessions,
+		Identity: ids,
 		JWKS:     signer.JWKS(),
 		Ready:    a.ready,
 		Log:      log,
@@ -62,6 +64,22 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 	}
 	log.Info("proxy listening", zap.String("addr", ln.Addr().String()), zap.String("upstream", cfg.upstream.Redacted()),
 		zap.String("version", version))
+
+	janitor := &cleanup.Janitor{
+		Every: cfg.CleanupInterval,
+		Lock: func(ctx context.Context) (func(), bool, error) {
+			return a.store.TryExclusive(ctx, "janitor")
+		},
+		Tasks: []cleanup.Task{
+			{Name: "expired sessions", Run: sessions.Cleanup},
+			{Name: "stale login failures", Run: ids.ForgetStaleFailures},
+		},
+		Log: log.Named("cleanup"),
+	}
+	janitorCtx, stopJanitor := context.WithCancel(context.WithoutCancel(ctx))
+	janitorDone := make(chan struct{})
+	go func() { defer close(janitorDone); janitor.Run(janitorCtx) }()
+	defer func() { stopJanitor(); <-janitorDone }()
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

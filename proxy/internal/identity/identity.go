@@ -29,7 +29,12 @@ type Store interface {
 	ReleaseLoginAttempt(ctx context.Context, deviceID, username string) error
 	LockAccount(ctx context.Context, deviceID, username string, now time.Time, base, maxLock time.Duration) (time.Time, error)
 	ResetLoginFailures(ctx context.Context, deviceID, username string) (bool, error)
+	DeleteStaleLoginFailures(ctx context.Context, before, now time.Time, limit int) (int64, error)
 }
+
+// FailureMemory is how long failure counts of an account that is not
+// locked are kept after its last attempt.
+const FailureMemory = 24 * time.Hour
 
 // Lockout is the policy against guessing: after MaxFailures consecutive
 // failed logins an account is locked for Duration, doubled by each further
@@ -160,6 +165,22 @@ func (s *Service) check(ctx context.Context, deviceID, username, pw string) (aut
 		return auth.User{}, false, err
 	}
 	return user, ok, nil
+}
+
+// ForgetStaleFailures deletes failure counts untouched for FailureMemory
+// (and not locked), in batches, and returns how many. Guesses at random
+// usernames would otherwise pile up rows forever.
+func (s *Service) ForgetStaleFailures(ctx context.Context) (int64, error) {
+	const batch = 5000
+	now := s.now()
+	var total int64
+	for {
+		n, err := s.store.DeleteStaleLoginFailures(ctx, now.Add(-FailureMemory), now, batch)
+		total += n
+		if err != nil || n < batch {
+			return total, err
+		}
+	}
 }
 
 // Unlock ends a login lockout and forgets the account's failures.

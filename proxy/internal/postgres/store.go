@@ -147,3 +147,28 @@ func (s *Store) SigningKeyPEM(ctx context.Context, generate func() (id string, p
 	}
 	return []byte(pem), nil
 }
+
+// TryExclusive takes the session-level advisory lock name (per schema) on a
+// connection of its own, without waiting. ok is false when another process
+// holds it. release unlocks and returns the connection; should the process
+// die instead, the database drops the lock with the connection.
+func (s *Store) TryExclusive(ctx context.Context, name string) (release func(), ok bool, err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, wrap("acquire connection", err)
+	}
+	const key = `hashtextextended('authsidecar ' || $1 || ' ' || current_schema(), 0)`
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+key+`)`, name).Scan(&ok); err != nil || !ok {
+		conn.Release()
+		return nil, false, wrap("advisory lock", err)
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock(`+key+`)`, name); err != nil {
+			// Unlock failed: close the connection so the lock goes with it.
+			_ = conn.Conn().Close(ctx)
+		}
+		conn.Release()
+	}, true, nil
+}

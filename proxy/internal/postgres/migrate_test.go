@@ -1,0 +1,169 @@
+package postgres_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/authsidecar/authsidecar/proxy/internal/pgtest"
+	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
+)
+
+// wantMigrations is the number of embedded migrations.
+const wantMigrations = 2
+
+func newMigrator(t *testing.T, pool *pgxpool.Pool) *postgres.Migrator {
+	t.Helper()
+	m, err := postgres.NewMigrator(context.Background(), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	return m
+}
+
+// tableExists reports whether name is a table of the pool's schema.
+func tableExists(t *testing.T, pool *pgxpool.Pool, name string) bool {
+	t.Helper()
+	var ok bool
+	if err := pool.QueryRow(context.Background(), `SELECT to_regclass($1) IS NOT NULL`, name).Scan(&ok); err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+func appliedCount(t *testing.T, m *postgres.Migrator) int {
+	t.Helper()
+	st, err := m.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != wantMigrations {
+		t.Fatalf("Status lists %d migrations, want %d", len(st), wantMigrations)
+	}
+	n := 0
+	for i, s := range st {
+		if s.Version != int64(i+1) {
+			t.Fatalf("Status[%d].Version = %d, want %d (oldest first)", i, s.Version, i+1)
+		}
+		if s.Name == "" {
+			t.Fatalf("Status[%d] has no name", i)
+		}
+		if s.Applied {
+			if s.AppliedAt.IsZero() {
+				t.Fatalf("Status[%d] applied without a time", i)
+			}
+			n++
+		}
+	}
+	return n
+}
+
+func isCurrent(t *testing.T, m *postgres.Migrator) bool {
+	t.Helper()
+	ok, err := m.Current(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+func TestMigrationsUpDownUpRoundTrip(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	m := newMigrator(t, pool)
+
+	if isCurrent(t, m) {
+		t.Fatal("Current on an empty schema: true")
+	}
+	if n := appliedCount(t, m); n != 0 {
+		t.Fatalf("empty schema: %d applied", n)
+	}
+
+	n, err := m.Up(ctx)
+	if err != nil || n != wantMigrations {
+		t.Fatalf("Up = %d, %v; want %d", n, err, wantMigrations)
+	}
+	if !isCurrent(t, m) {
+		t.Fatal("Current after Up: false")
+	}
+	if n := appliedCount(t, m); n != wantMigrations {
+		t.Fatalf("after Up: %d applied", n)
+	}
+	for _, table := range []string{"devices", "users", "sessions", "signing_keys", "login_failures"} {
+		if !tableExists(t, pool, table) {
+			t.Fatalf("after Up: table %s missing", table)
+		}
+	}
+	if n, err := m.Up(ctx); err != nil || n != 0 {
+		t.Fatalf("second Up = %d, %v; want 0, nil", n, err)
+	}
+
+	// Down rolls back one migration at a time, newest first.
+	for v := int64(wantMigrations); v >= 1; v-- {
+		got, err := m.Down(ctx)
+		if err != nil || got != v {
+			t.Fatalf("Down = %d, %v; want %d", got, err, v)
+		}
+		if isCurrent(t, m) {
+			t.Fatalf("Current after rolling back %d: true", v)
+		}
+		if n := appliedCount(t, m); n != int(v-1) {
+			t.Fatalf("after rolling back %d: %d applied, want %d", v, n, v-1)
+		}
+	}
+	if got, err := m.Down(ctx); err != nil || got != 0 {
+		t.Fatalf("Down with nothing applied = %d, %v; want 0, nil", got, err)
+	}
+	for _, table := range []string{"devices", "users", "sessions", "signing_keys", "login_failures"} {
+		if tableExists(t, pool, table) {
+			t.Fatalf("after every Down: table %s still there", table)
+		}
+	}
+
+	if n, err := m.Up(ctx); err != nil || n != wantMigrations {
+		t.Fatalf("Up after Down = %d, %v; want %d", n, err, wantMigrations)
+	}
+	if !isCurrent(t, m) {
+		t.Fatal("Current after the round trip: false")
+	}
+	// The schema works after the round trip.
+	s := postgres.NewStore(pool)
+	if _, err := s.AddUser(ctx, "dev", "user", "hash", false); err != nil {
+		t.Fatalf("AddUser after the round trip: %v", err)
+	}
+}
+
+// Several replicas start at once with AUTO_MIGRATE: the advisory lock lets
+// one apply while the other waits and then finds nothing to do.
+func TestMigrationsConcurrentUp(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u := pgtest.URL(t)
+	pools := []*pgxpool.Pool{openPool(t, u), openPool(t, u)}
+	migrators := []*postgres.Migrator{newMigrator(t, pools[0]), newMigrator(t, pools[1])}
+
+	applied := make([]int, len(migrators))
+	errs := make([]error, len(migrators))
+	var wg sync.WaitGroup
+	for i, m := range migrators {
+		wg.Go(func() { applied[i], errs[i] = m.Up(ctx) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("migrator %d: %v", i, err)
+		}
+	}
+	if applied[0]+applied[1] != wantMigrations {
+		t.Fatalf("applied %d and %d migrations; want %d in all", applied[0], applied[1], wantMigrations)
+	}
+	for i, m := range migrators {
+		if !isCurrent(t, m) {
+			t.Fatalf("migrator %d: not current", i)
+		}
+	}
+}

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap/zapcore"
+)
+
+// defaultConnectTimeout applies when DATABASE_URL sets no connect_timeout.
+const defaultConnectTimeout = 10 * time.Second
+
+// config holds every setting, read once from the environment in main.
+type config struct {
+	ListenAddr   string `env:"LISTEN_ADDR" envDefault:"127.0.0.1:9000"`
+	DatabaseURL  string `env:"DATABASE_URL"`
+	MaxBodyBytes int64  `env:"MAX_BODY_BYTES" envDefault:"1048576"`
+	AutoMigrate  bool   `env:"AUTO_MIGRATE" envDefault:"true"`
+	LogLevel     string `env:"LOG_LEVEL" envDefault:"info"`
+
+	// Derived from the settings above while checking them.
+	pool  *pgxpool.Config
+	level zapcore.Level
+}
+
+// settingError names the variable that is wrong, so that an operator can fix
+// it from the one line the program prints.
+type settingError struct {
+	Var     string
+	Problem string
+}
+
+func (e *settingError) Error() string {
+	return "invalid setting " + e.Var + ": " + e.Problem
+}
+
+// missingError is a required setting that is unset.
+type missingError struct {
+	Var  string
+	Hint string
+}
+
+func (e *missingError) Error() string {
+	return e.Var + ": required (" + e.Hint + ")"
+}
+
+// loadConfig reads and checks the settings from environ (variable name to
+// value). It takes a map rather than reading the process environment so
+// that tests can run in parallel.
+func loadConfig(environ map[string]string) (config, error) {
+	if environ == nil {
+		environ = map[string]string{} // env falls back to os.Environ for nil
+	}
+	var cfg config
+	if err := env.ParseWithOptions(&cfg, env.Options{Environment: environ}); err != nil {
+		return config{}, settingFromEnvError(err, environ)
+	}
+
+	if cfg.DatabaseURL == "" {
+		// Until the embedded store exists, there is nowhere else to keep records.
+		return config{}, &missingError{Var: "DATABASE_URL", Hint: "postgres://user@host:5432/db"}
+	}
+	pool, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		// pgx's message shows the URL with its password masked.
+		return config{}, &settingError{Var: "DATABASE_URL", Problem: err.Error()}
+	}
+	if pool.ConnConfig.ConnectTimeout == 0 {
+		// A database that does not answer should fail a start, a command or
+		// a readiness probe within seconds, not after the system's TCP timeout.
+		pool.ConnConfig.ConnectTimeout = defaultConnectTimeout
+	}
+	cfg.pool = pool
+
+	if err := checkListenAddr(cfg.ListenAddr); err != nil {
+		return config{}, &settingError{Var: "LISTEN_ADDR", Problem: fmt.Sprintf("%q %v", cfg.ListenAddr, err)}
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		return config{}, &settingError{Var: "MAX_BODY_BYTES",
+			Problem: fmt.Sprintf("%q must be greater than 0", environ["MAX_BODY_BYTES"])}
+	}
+	switch strings.ToLower(cfg.LogLevel) {
+	case "debug":
+		cfg.level = zapcore.DebugLevel
+	case "info":
+		cfg.level = zapcore.InfoLevel
+	case "warn":
+		cfg.level = zapcore.WarnLevel
+	case "error":
+		cfg.level = zapcore.ErrorLevel
+	default:
+		return config{}, &settingError{Var: "LOG_LEVEL",
+			Problem: fmt.Sprintf("%q is not one of debug, info, warn, error", cfg.LogLevel)}
+	}
+	return cfg, nil
+}
+
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("is not host:port (e.g. 127.0.0.1:9000 or :9000)")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return errors.New("has no valid port number")
+	}
+	return nil
+}
+
+// settingFromEnvError turns env's first error into a settingError. env names
+// the Go field (ParseError.Name), so the variable is found from the field's
+// env tag.
+func settingFromEnvError(err error, environ map[string]string) error {
+	var agg env.AggregateError
+	if errors.As(err, &agg) && len(agg.Errors) > 0 {
+		err = agg.Errors[0]
+	}
+	var parseErr env.ParseError
+	if errors.As(err, &parseErr) {
+		name := parseErr.Name
+		if f, ok := reflect.TypeFor[config]().FieldByName(parseErr.Name); ok {
+			name, _, _ = strings.Cut(f.Tag.Get("env"), ",")
+		}
+		value := environ[name]
+		switch parseErr.Type.Kind() {
+		case reflect.Int, reflect.Int64:
+			return &settingError{Var: name, Problem: fmt.Sprintf("%q is not a number", value)}
+		case reflect.Bool:
+			return &settingError{Var: name, Problem: fmt.Sprintf("%q is not true or false", value)}
+		default:
+			return &settingError{Var: name, Problem: fmt.Sprintf("%q: %v", value, parseErr.Err)}
+		}
+	}
+	var notSet env.VarIsNotSetError
+	if errors.As(err, &notSet) {
+		return &missingError{Var: notSet.Key, Hint: "not set"}
+	}
+	var empty env.EmptyVarError
+	if errors.As(err, &empty) {
+		return &missingError{Var: empty.Key, Hint: "empty"}
+	}
+	return fmt.Errorf("settings: %w", err)
+}

@@ -1,0 +1,271 @@
+// Command storage-backend is the plain backend behind the auth proxy: it
+// stores JSON records per device in PostgreSQL and trusts the identity
+// headers the proxy sets, so it must only be reachable through the proxy
+// (it listens on the loopback interface by default).
+//
+// Usage:
+//
+//	storage-backend [serve]                   serve the storage API
+//	storage-backend migrate [up|down|status]  apply, roll back one, or list migrations
+//
+// Settings come from the environment: LISTEN_ADDR, DATABASE_URL,
+// MAX_BODY_BYTES, AUTO_MIGRATE and LOG_LEVEL (see README.md). Exit status is
+// 0 on success, 1 on failure and 2 on bad usage or settings.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/authsidecar/authsidecar/storage-backend/internal/httpapi"
+	"github.com/authsidecar/authsidecar/storage-backend/internal/postgres"
+)
+
+const usage = `usage:
+  storage-backend [serve]                   serve the storage API
+  storage-backend migrate [up|down|status]  apply pending migrations (default),
+                                            roll back the newest one, or list them
+settings (environment): LISTEN_ADDR, DATABASE_URL, MAX_BODY_BYTES, AUTO_MIGRATE, LOG_LEVEL
+`
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+// drainTimeout is how long in-flight requests get to finish after SIGTERM.
+// It stays below Kubernetes' default 30s grace period so that the pool is
+// closed cleanly before the process would be killed.
+const drainTimeout = 20 * time.Second
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	code := run(ctx, os.Args[1:], environMap(os.Environ()), os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// command is what a command line asks for.
+type command func(ctx context.Context, cfg config, logger *zap.Logger, stdout io.Writer) error
+
+// errHelp asks for the usage text.
+var errHelp = errors.New("help requested")
+
+// run is the whole program with its inputs passed in: ctx ends on SIGTERM
+// or SIGINT. It returns the exit code.
+func run(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
+	cmd, err := parseArgs(args)
+	if errors.Is(err, errHelp) {
+		fmt.Fprintf(stdout, "storage-backend %s\n%s", version, usage)
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "storage-backend: %v (see storage-backend help)\n", err)
+		return exitUsage
+	}
+	cfg, err := loadConfig(environ)
+	if err != nil {
+		fmt.Fprintf(stderr, "storage-backend: %s\n", oneLine(err))
+		return exitUsage
+	}
+	logger := newLogger(cfg.level, stderr)
+	defer func() { _ = logger.Sync() }()
+
+	if err := cmd(ctx, cfg, logger, stdout); err != nil {
+		fmt.Fprintf(stderr, "storage-backend: %s\n", oneLine(err))
+		return exitFailure
+	}
+	return exitOK
+}
+
+func parseArgs(args []string) (command, error) {
+	if len(args) == 0 {
+		return serve, nil
+	}
+	switch name, rest := args[0], args[1:]; name {
+	case "help", "-h", "-help", "--help":
+		return nil, errHelp
+	case "serve":
+		if len(rest) > 0 {
+			return nil, fmt.Errorf("serve takes no arguments, got %q", strings.Join(rest, " "))
+		}
+		return serve, nil
+	case "migrate":
+		if len(rest) > 1 {
+			return nil, fmt.Errorf("migrate takes one of up, down, status; got %q", strings.Join(rest, " "))
+		}
+		sub := "up"
+		if len(rest) == 1 {
+			sub = rest[0]
+		}
+		switch sub {
+		case "up":
+			return migrate(postgres.Up), nil
+		case "down":
+			return migrate(postgres.Down), nil
+		case "status":
+			return migrateStatus, nil
+		}
+		return nil, fmt.Errorf("unknown migrate command %q; want up, down or status", sub)
+	default:
+		return nil, fmt.Errorf("unknown command %q", name)
+	}
+}
+
+func serve(ctx context.Context, cfg config, logger *zap.Logger, _ io.Writer) error {
+	pool, err := pgxpool.NewWithConfig(ctx, cfg.pool)
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	// Deferred first, so it runs last: after the server has drained.
+	defer pool.Close()
+
+	if cfg.AutoMigrate {
+		applied, err := postgres.Migrate(ctx, pool, postgres.Up)
+		if err != nil {
+			return err
+		}
+		for _, m := range applied {
+			logger.Info("migration applied", zap.Int64("version", m.Version), zap.String("name", m.Name))
+		}
+	}
+
+	api := &httpapi.API{
+		Store:        postgres.NewStore(pool),
+		Logger:       logger,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Ready:        func(ctx context.Context) error { return postgres.Ready(ctx, pool) },
+	}
+	errorLog, err := zap.NewStdLogAt(logger.Named("http"), zapcore.WarnLevel)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          errorLog,
+	}
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	logger.Info("listening", zap.String("addr", ln.Addr().String()), zap.String("version", version))
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	// Readiness fails first so that no new traffic is sent our way, then the
+	// requests already here get drainTimeout to finish.
+	logger.Info("shutting down", zap.String("drain_timeout", drainTimeout.String()))
+	api.Drain()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("requests still running after %s were cut off: %w", drainTimeout, err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+func migrate(dir postgres.Direction) command {
+	return func(ctx context.Context, cfg config, _ *zap.Logger, stdout io.Writer) error {
+		pool, err := pgxpool.NewWithConfig(ctx, cfg.pool)
+		if err != nil {
+			return fmt.Errorf("database: %w", err)
+		}
+		defer pool.Close()
+
+		done, err := postgres.Migrate(ctx, pool, dir)
+		if err != nil {
+			return err
+		}
+		if len(done) == 0 {
+			fmt.Fprintln(stdout, "no pending migrations")
+		}
+		verb := "applied"
+		if dir == postgres.Down {
+			verb = "rolled back"
+		}
+		for _, m := range done {
+			fmt.Fprintf(stdout, "%s %d %s\n", verb, m.Version, m.Name)
+		}
+		return nil
+	}
+}
+
+func migrateStatus(ctx context.Context, cfg config, _ *zap.Logger, stdout io.Writer) error {
+	pool, err := pgxpool.NewWithConfig(ctx, cfg.pool)
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	defer pool.Close()
+
+	list, err := postgres.Status(ctx, pool)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tNAME\tSTATE\tAPPLIED AT")
+	for _, m := range list {
+		state, at := "pending", "-"
+		if m.Applied {
+			state, at = "applied", m.AppliedAt.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", m.Version, m.Name, state, at)
+	}
+	return tw.Flush()
+}
+
+// newLogger writes JSON lines at level and above to w.
+func newLogger(level zapcore.Level, w io.Writer) *zap.Logger {
+	enc := zap.NewProductionEncoderConfig()
+	enc.TimeKey = "time"
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	out := zapcore.Lock(zapcore.AddSync(w))
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), out, level)
+	return zap.New(core, zap.ErrorOutput(out))
+}
+
+func environMap(environ []string) map[string]string {
+	m := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// oneLine keeps an error to the one line an operator is promised.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}

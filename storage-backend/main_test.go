@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/authsidecar/authsidecar/storage-backend/internal/pgtest"
+)
+
+// lockedBuffer is a bytes.Buffer that the program under test and the test
+// may use at once.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func runCmd(t *testing.T, environ map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut lockedBuffer
+	code = run(context.Background(), args, environ, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	environ := map[string]string{"DATABASE_URL": testDatabaseURL}
+	for _, args := range [][]string{
+		{"bogus"},
+		{"serve", "now"},
+		{"migrate", "sideways"},
+		{"migrate", "up", "extra"},
+	} {
+		code, _, stderr := runCmd(t, environ, args...)
+		if code != exitUsage {
+			t.Errorf("%q: exit %d, want 2", args, code)
+		}
+		if !strings.HasPrefix(stderr, "storage-backend: ") || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%q: stderr = %q, want one line", args, stderr)
+		}
+	}
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	code, stdout, _ := runCmd(t, nil, "help")
+	if code != exitOK || !strings.Contains(stdout, "migrate [up|down|status]") {
+		t.Errorf("help: exit %d, stdout %q", code, stdout)
+	}
+}
+
+func TestBadSettingStopsBeforeAnything(t *testing.T) {
+	t.Parallel()
+	code, stdout, stderr := runCmd(t, map[string]string{}, "serve")
+	if code != exitUsage {
+		t.Errorf("exit %d, want 2", code)
+	}
+	if want := "storage-backend: DATABASE_URL: required (postgres://user@host:5432/db)\n"; stderr != want {
+		t.Errorf("stderr = %q, want %q", stderr, want)
+	}
+	if stdout != "" {
+		t.Errorf("stdout = %q, want nothing", stdout)
+	}
+
+	code, _, stderr = runCmd(t, map[string]string{"DATABASE_URL": testDatabaseURL, "MAX_BODY_BYTES": "abc"})
+	if code != exitUsage || stderr != "storage-backend: invalid setting MAX_BODY_BYTES: \"abc\" is not a number\n" {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestMigrateCommands(t *testing.T) {
+	t.Parallel()
+	environ := map[string]string{"DATABASE_URL": pgtest.URL(t)}
+
+	code, stdout, stderr := runCmd(t, environ, "migrate", "status")
+	if code != exitOK || !strings.Contains(stdout, "create_storage_records") || !strings.Contains(stdout, "pending") {
+		t.Fatalf("status before up: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	code, stdout, stderr = runCmd(t, environ, "migrate", "up")
+	if code != exitOK || !strings.Contains(stdout, "applied 1 create_storage_records") {
+		t.Fatalf("up: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	code, stdout, _ = runCmd(t, environ, "migrate")
+	if code != exitOK || !strings.Contains(stdout, "no pending migrations") {
+		t.Fatalf("second up: exit %d, stdout %q", code, stdout)
+	}
+	code, stdout, _ = runCmd(t, environ, "migrate", "status")
+	if code != exitOK || strings.Contains(stdout, "pending") || !strings.Contains(stdout, "applied") {
+		t.Fatalf("status after up: exit %d, stdout %q", code, stdout)
+	}
+	code, stdout, _ = runCmd(t, environ, "migrate", "down")
+	if code != exitOK || !strings.Contains(stdout, "rolled back 1 create_storage_records") {
+		t.Fatalf("down: exit %d, stdout %q", code, stdout)
+	}
+	code, _, stderr = runCmd(t, environ, "migrate", "down")
+	if code != exitFailure || !strings.Contains(stderr, "nothing to roll back") || strings.Count(stderr, "\n") != 1 {
+		t.Fatalf("down with nothing applied: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestUnreachableDatabase(t *testing.T) {
+	t.Parallel()
+	// Port 1 on loopback: refused at once.
+	environ := map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:1/test?connect_timeout=2"}
+	code, _, stderr := runCmd(t, environ, "migrate", "status")
+	if code != exitFailure || !strings.HasPrefix(stderr, "storage-backend: ") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("exit %d, stderr %q; want 1 and one line", code, stderr)
+	}
+}
+
+// TestServe runs the real serve command: it migrates, listens, answers, and
+// on the signal (here: ctx canceled) stops with exit 0.
+func TestServe(t *testing.T) {
+	t.Parallel()
+	environ := map[string]string{
+		"DATABASE_URL": pgtest.URL(t),
+		"LISTEN_ADDR":  "127.0.0.1:0",
+		"LOG_LEVEL":    "debug",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr lockedBuffer
+	exited := make(chan int, 1)
+	go func() { exited <- run(ctx, nil, environ, &stdout, &stderr) }()
+
+	addr := waitForListening(t, &stderr, exited)
+	base := "http://" + addr
+
+	res, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Errorf("readyz = %d, want 200 (AUTO_MIGRATE defaults to true)", res.StatusCode)
+	}
+
+	req, _ := http.NewRequest("POST", base+"/api/storage", strings.NewReader(`{"key": "test-123", "data": {"a": 1}}`))
+	req.Header.Set("X-Auth-Device-Id", "VR-DEVICE-002")
+	res, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		t.Errorf("POST = %d, want 201", res.StatusCode)
+	}
+
+	cancel()
+	select {
+	case code := <-exited:
+		if code != exitOK {
+			t.Errorf("exit %d after signal, want 0; stderr:\n%s", code, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop after the signal")
+	}
+	for line := range strings.SplitSeq(strings.TrimSpace(stderr.String()), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("log line is not JSON: %q", line)
+		}
+	}
+	if stdout.String() != "" {
+		t.Errorf("serve wrote to stdout: %q", stdout.String())
+	}
+}
+
+// waitForListening reads the "listening" log line for the bound address.
+func waitForListening(t *testing.T, logs *lockedBuffer, exited <-chan int) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		sc := bufio.NewScanner(strings.NewReader(logs.String()))
+		for sc.Scan() {
+			var line struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
+				return line.Addr
+			}
+		}
+		select {
+		case code := <-exited:
+			t.Fatalf("serve exited with %d before listening; stderr:\n%s", code, logs.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("serve did not log its address; stderr:\n%s", logs.String())
+	return ""
+}
+
+// Every package says what it is for (STYLE.md).
+func TestPackagesHaveDocComments(t *testing.T) {
+	t.Parallel()
+	documented := map[string]bool{}
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.PackageClauseOnly|parser.ParseComments)
+		if err != nil {
+			return err
+		}
+		dir := filepath.Dir(path)
+		documented[dir] = documented[dir] || f.Doc != nil
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for dir, ok := range documented {
+		if !ok {
+			t.Errorf("package in %s has no doc comment", dir)
+		}
+	}
+}
