@@ -101,11 +101,12 @@ func query(t *testing.T, dbURL, sql string, args []any, dest ...any) {
 
 // process is a running binary whose JSON log lines are kept.
 type process struct {
-	t    *testing.T
-	name string
-	cmd  *exec.Cmd
-	Addr string // host:port it listens on
-	done chan struct{}
+	t           *testing.T
+	name        string
+	cmd         *exec.Cmd
+	Addr        string // host:port it listens on
+	MetricsAddr string // host:port of /metrics (proxy only)
+	done        chan struct{}
 
 	mu   sync.Mutex
 	logs bytes.Buffer
@@ -149,10 +150,17 @@ func start(t *testing.T, bin string, vars map[string]string) *process {
 			p.logs.WriteByte('\n')
 			p.mu.Unlock()
 			var entry struct {
-				Msg  string `json:"msg"`
-				Addr string `json:"addr"`
+				Msg         string `json:"msg"`
+				Addr        string `json:"addr"`
+				MetricsAddr string `json:"metrics_addr"`
 			}
-			if json.Unmarshal(line, &entry) == nil && strings.Contains(entry.Msg, "listening") && entry.Addr != "" {
+			_ = json.Unmarshal(line, &entry)
+			if entry.MetricsAddr != "" {
+				p.mu.Lock()
+				p.MetricsAddr = entry.MetricsAddr
+				p.mu.Unlock()
+			}
+			if strings.Contains(entry.Msg, "listening") && entry.Addr != "" {
 				select {
 				case addr <- entry.Addr:
 				default:
@@ -225,7 +233,14 @@ type stack struct {
 // overrides the proxy's settings.
 func newStack(t *testing.T, extra map[string]string) *stack {
 	t.Helper()
-	s := &stack{t: t, DB: databaseURL(t)}
+	return newStackOn(t, databaseURL(t), extra)
+}
+
+// newStackOn is newStack on a schema made by databaseURL; extra may give
+// the proxy another DATABASE_URL (a path to the same schema).
+func newStackOn(t *testing.T, db string, extra map[string]string) *stack {
+	t.Helper()
+	s := &stack{t: t, DB: db}
 	s.Backend = start(t, backendBin, map[string]string{"DATABASE_URL": s.DB, "LOG_LEVEL": "debug"})
 	s.proxyEnv = map[string]string{
 		"DATABASE_URL": s.DB,

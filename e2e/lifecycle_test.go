@@ -141,9 +141,7 @@ func TestLogoutOnOneReplicaIsRefusedOnAnother(t *testing.T) {
 	if r := do(t, "POST", s.Proxy.URL()+"/api/auth/logout", lb.Token, nil); r.Status != http.StatusNoContent {
 		t.Fatalf("logout: %d %s", r.Status, r.Body)
 	}
-	if works(t, b, lb.Token) {
-		t.Fatal("replica B accepts a logged-out token")
-	}
+	refusedSoon(t, b, lb.Token) // by the database's notification
 	if works(t, s.Proxy, lb.Token) {
 		t.Fatal("replica A accepts a logged-out token")
 	}
@@ -358,9 +356,8 @@ func TestOperatorRevokesLostHeadset(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "revoked 1 session") {
 		t.Fatalf("sessions revoke: exit %d: %s", code, out)
 	}
-	if works(t, s.Proxy, lost.Token) || works(t, b, lost.Token) {
-		t.Fatal("lost headset's token still works")
-	}
+	refusedSoon(t, s.Proxy, lost.Token)
+	refusedSoon(t, b, lost.Token)
 	if !works(t, b, keep.Token) {
 		t.Fatal("another device was revoked")
 	}
@@ -380,7 +377,8 @@ func TestOperatorRevokesOneSession(t *testing.T) {
 	if out, code := s.Command("", "sessions", "revoke", "--id", id); code != 0 {
 		t.Fatalf("sessions revoke --id: exit %d: %s", code, out)
 	}
-	if works(t, s.Proxy, one.Token) || !works(t, s.Proxy, two.Token) {
+	refusedSoon(t, s.Proxy, one.Token)
+	if !works(t, s.Proxy, two.Token) {
 		t.Fatal("revoke --id ended the wrong session")
 	}
 	if out, code := s.Command("", "sessions", "revoke", "--id", "nosuch"); code != 1 {
@@ -398,9 +396,8 @@ func TestUserRemovalRevokesSessions(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("user remove: exit %d: %s", code, out)
 	}
-	if works(t, b, lb.Token) || works(t, s.Proxy, lb.Token) {
-		t.Fatal("removed user's token still works")
-	}
+	refusedSoon(t, b, lb.Token)
+	refusedSoon(t, s.Proxy, lb.Token)
 	wantError(t, do(t, "POST", s.Proxy.URL()+"/api/auth/login", "", map[string]string{"deviceId": device, "username": "1111", "password": "1111"}),
 		http.StatusUnauthorized, "invalid_credentials")
 	if out, code := s.Command("", "user", "remove", "--device", device, "--username", "1111"); code != 1 {
@@ -416,9 +413,7 @@ func TestPasswordChangeRevokesSessions(t *testing.T) {
 	if out, code := s.Command("4321\n", "user", "passwd", "--device", device, "--username", "1111"); code != 0 {
 		t.Fatalf("user passwd: exit %d: %s", code, out)
 	}
-	if works(t, s.Proxy, lb.Token) {
-		t.Fatal("token from the old password still works")
-	}
+	refusedSoon(t, s.Proxy, lb.Token)
 	wantError(t, do(t, "POST", s.Proxy.URL()+"/api/auth/login", "", map[string]string{"deviceId": device, "username": "1111", "password": "1111"}),
 		http.StatusUnauthorized, "invalid_credentials")
 	login(t, s.Proxy, device, "1111", "4321")

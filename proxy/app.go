@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/identity"
+	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
 	"github.com/authsidecar/authsidecar/proxy/internal/password"
 	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
@@ -29,6 +30,8 @@ type app struct {
 	pool     *pgxpool.Pool
 	store    *postgres.Store
 	migrator *postgres.Migrator
+	metrics  *metrics.Metrics // nil for operator commands
+	cache    *session.Cache   // nil unless serving with SESSION_CACHE
 }
 
 func newLogger(level zapcore.Level, w io.Writer) *zap.Logger {
@@ -42,11 +45,11 @@ func newLogger(level zapcore.Level, w io.Writer) *zap.Logger {
 // openApp connects to the database and, with AUTO_MIGRATE, brings the
 // schema up to date. wait is how long to keep retrying a database that does
 // not answer yet (a pod that starts before its database).
-func openApp(ctx context.Context, cfg config, log *zap.Logger, wait time.Duration) (*app, error) {
-	a := &app{cfg: cfg, log: log, now: time.Now}
+func openApp(ctx context.Context, cfg config, log *zap.Logger, m *metrics.Metrics, wait time.Duration) (*app, error) {
+	a := &app{cfg: cfg, log: log, now: time.Now, metrics: m}
 	deadline := time.Now().Add(wait)
 	for backoff := 250 * time.Millisecond; ; backoff = min(backoff*2, 5*time.Second) {
-		pool, err := postgres.Open(ctx, cfg.DatabaseURL)
+		pool, err := postgres.Open(ctx, cfg.DatabaseURL, m.QueryTracer())
 		if err == nil {
 			a.pool = pool
 			break
@@ -62,14 +65,14 @@ func openApp(ctx context.Context, cfg config, log *zap.Logger, wait time.Duratio
 		}
 	}
 	a.store = postgres.NewStore(a.pool)
-	m, err := postgres.NewMigrator(ctx, a.pool)
+	mig, err := postgres.NewMigrator(ctx, a.pool)
 	if err != nil {
 		a.close()
 		return nil, err
 	}
-	a.migrator = m
+	a.migrator = mig
 	if cfg.AutoMigrate {
-		n, err := m.Up(ctx)
+		n, err := mig.Up(ctx)
 		if err != nil {
 			a.close()
 			return nil, err
@@ -134,12 +137,13 @@ func (a *app) hasher() (*password.Hasher, error) { return password.New(password.
 
 func (a *app) identity(h *password.Hasher) *identity.Service {
 	return identity.New(a.store, h, identity.Lockout{
-		MaxFailures: a.cfg.LoginMaxFailures, Duration: a.cfg.LoginLockout,
+		MaxFailures: a.cfg.LoginMaxFailures, Duration: a.cfg.LoginLockout, OnLock: a.metrics.Lockout,
 	}, a.now, a.log)
 }
 
 func (a *app) sessions(s *token.Signer) *session.Manager {
 	return session.NewManager(a.store, s, session.Config{
 		TTL: a.cfg.TokenTTL, MaxAge: a.cfg.SessionMaxAge, RefreshGrace: a.cfg.RefreshGrace,
+		Cache: a.cache, Metrics: a.metrics,
 	}, a.now, a.log)
 }

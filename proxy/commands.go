@@ -20,7 +20,7 @@ import (
 // warnings (the command's own output goes to stdout) and does not wait long
 // for a database that is down.
 func openForCommand(ctx context.Context, cfg config, stderr io.Writer) (*app, error) {
-	return openApp(ctx, cfg, newLogger(max(cfg.logLevel, zapcore.WarnLevel), stderr), 0)
+	return openApp(ctx, cfg, newLogger(max(cfg.logLevel, zapcore.WarnLevel), stderr), nil, 0)
 }
 
 func migrateCmd(ctx context.Context, cfg config, args []string, _ io.Reader, stdout, stderr io.Writer) error {

@@ -33,6 +33,7 @@ type config struct {
 	LogLevel         string        `env:"LOG_LEVEL" envDefault:"info"`
 	MetricsAddr      string        `env:"METRICS_ADDR" envDefault:":9090"`
 	DataDir          string        `env:"DATA_DIR" envDefault:"./data"`
+	SessionCache     bool          `env:"SESSION_CACHE" envDefault:"true"`
 
 	upstream    *url.URL      // parsed UpstreamURL
 	logLevel    zapcore.Level // parsed LogLevel

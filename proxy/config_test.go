@@ -26,7 +26,7 @@ func TestConfigDefaults(t *testing.T) {
 		ListenAddr: ":8080", UpstreamURL: "http://127.0.0.1:9000", DatabaseURL: testDB,
 		TokenTTL: 24 * time.Hour, SessionMaxAge: 168 * time.Hour, RefreshGrace: 10 * time.Second,
 		LoginMaxFailures: 5, LoginLockout: time.Minute, AutoMigrate: true, CleanupInterval: 10 * time.Minute,
-		LogLevel: "info", MetricsAddr: ":9090", DataDir: "./data",
+		LogLevel: "info", MetricsAddr: ":9090", DataDir: "./data", SessionCache: true,
 	}
 	if c.upstream.String() != "http://127.0.0.1:9000" || c.signingKeys != nil {
 		t.Fatalf("parsed upstream %v, keys %v", c.upstream, c.signingKeys)
@@ -63,6 +63,7 @@ func TestConfigRejectsBadSettings(t *testing.T) {
 		{"LOGIN_MAX_FAILURES", "five"},
 		{"LOGIN_LOCKOUT", "0"},
 		{"AUTO_MIGRATE", "perhaps"},
+		{"SESSION_CACHE", "sometimes"},
 		{"CLEANUP_INTERVAL", "0"},
 		{"LOG_LEVEL", "loud"},
 		{"LOG_LEVEL", "fatal"},

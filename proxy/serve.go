@@ -7,12 +7,16 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/cleanup"
 	"github.com/authsidecar/authsidecar/proxy/internal/gateway"
+	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
+	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
+	"github.com/authsidecar/authsidecar/proxy/internal/session"
 )
 
 // drainTimeout bounds how long in-flight requests may take to finish after
@@ -20,16 +24,51 @@ import (
 // its own rather than being killed.
 const drainTimeout = 20 * time.Second
 
+// cacheEntries bounds the token and the session cache (each). At well under
+// 1 KiB an entry, the two stay below a few hundred MiB even when full.
+const cacheEntries = 1 << 18
+
 func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stderr io.Writer) error {
 	if len(args) > 0 {
 		return usagef("serve takes no arguments")
 	}
 	log := newLogger(cfg.logLevel, stderr).With(zap.String("service", "proxy"))
-	a, err := openApp(ctx, cfg, log, time.Minute)
+	m := metrics.New()
+	a, err := openApp(ctx, cfg, log, m, time.Minute)
 	if err != nil {
 		return err
 	}
 	defer a.close()
+
+	// Background work (listener, janitor) stops after the server has
+	// drained, before the pool closes.
+	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	var background sync.WaitGroup
+	defer func() { stopBackground(); background.Wait() }()
+	goBackground := func(f func(context.Context)) {
+		background.Add(1)
+		go func() { defer background.Done(); f(bg) }()
+	}
+
+	if cfg.SessionCache {
+		a.cache = session.NewCache(cacheEntries)
+		listener := &postgres.Listener{
+			URL: cfg.DatabaseURL,
+			Changed: func(id string) {
+				m.Notification()
+				a.cache.Evict(id)
+			},
+			State: func(up bool) {
+				a.cache.SetListening(up)
+				m.ListenerUp(up)
+			},
+			Log: log.Named("listener"),
+		}
+		goBackground(listener.Run)
+	} else {
+		log.Warn("SESSION_CACHE is off: every request is checked in the database")
+	}
+	m.LiveSessions(func(ctx context.Context) (int64, error) { return a.store.CountLiveSessions(ctx, a.now()) })
 
 	signer, err := a.signer(ctx)
 	if err != nil {
@@ -46,6 +85,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 		Identity: ids,
 		JWKS:     signer.JWKS(),
 		Ready:    a.ready,
+		Metrics:  m,
 		Log:      log,
 	})
 
@@ -62,6 +102,23 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
 	}
+	errc := make(chan error, 2)
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("listen on METRICS_ADDR %s: %w", cfg.MetricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", m.Handler())
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		defer msrv.Close()
+		go func() {
+			if err := msrv.Serve(mln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics server: %w", err)
+			}
+		}()
+		log.Info("metrics listening", zap.String("metrics_addr", mln.Addr().String()))
+	}
 	log.Info("proxy listening", zap.String("addr", ln.Addr().String()), zap.String("upstream", cfg.upstream.Redacted()),
 		zap.String("version", version))
 
@@ -76,12 +133,8 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 		},
 		Log: log.Named("cleanup"),
 	}
-	janitorCtx, stopJanitor := context.WithCancel(context.WithoutCancel(ctx))
-	janitorDone := make(chan struct{})
-	go func() { defer close(janitorDone); janitor.Run(janitorCtx) }()
-	defer func() { stopJanitor(); <-janitorDone }()
+	goBackground(janitor.Run)
 
-	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:

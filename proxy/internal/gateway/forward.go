@@ -53,16 +53,17 @@ func (g *Gateway) newReverseProxy(upstream *url.URL, transport http.RoundTripper
 			// client listed in Connection) are gone, so nothing the client
 			// sends can remove the identity headers set here.
 			pr.SetURL(upstream)
-			// Inbound X-Forwarded-* were dropped before Rewrite: these are
-			// fresh, not appended to what the client claimed.
-			pr.SetXForwarded()
 			h := pr.Out.Header
-			stripIdentityHeaders(h)
+			// What the client claims about itself or about the hops before
+			// us goes first, in every spelling; then the X-Forwarded-* set
+			// here are fresh, not appended to the client's claim.
+			stripClientClaims(h)
+			pr.SetXForwarded()
 			// The backend stays plain: it never sees the token.
 			h.Del("Authorization")
 			// h2c would let the client talk HTTP/2 straight to the backend
-			// on a connection the proxy no longer inspects.
-			if strings.EqualFold(strings.TrimSpace(h.Get("Upgrade")), "h2c") {
+			// on a connection the proxy no longer inspects (h2c smuggling).
+			if requestsH2C(h) {
 				h.Del("Upgrade")
 				h.Del("Connection")
 				h.Del("Http2-Settings")
@@ -85,16 +86,36 @@ func (g *Gateway) newReverseProxy(upstream *url.URL, transport http.RoundTripper
 	}
 }
 
-// stripIdentityHeaders removes every header that a backend could read as one
-// of ours: any case, and with underscores for dashes (some servers, CGI and
-// WSGI among them, fold X_Auth_User_Id into the same variable as
-// X-Auth-User-Id).
-func stripIdentityHeaders(h http.Header) {
+// stripClientClaims removes every header that a backend could read as one
+// the proxy vouches for: our identity headers (X-Auth-*), and who the client
+// is or how it connected (X-Forwarded-*, Forwarded, X-Real-Ip). Any case,
+// and with underscores for dashes: some servers, CGI and WSGI among them,
+// fold X_Auth_User_Id into the same variable as X-Auth-User-Id, so a client
+// could otherwise set our header under a name we did not look for.
+func stripClientClaims(h http.Header) {
 	for k := range h {
-		if len(k) >= 7 && strings.EqualFold(strings.ReplaceAll(k[:7], "_", "-"), "x-auth-") {
+		name := strings.ToLower(strings.ReplaceAll(k, "_", "-"))
+		if strings.HasPrefix(name, "x-auth-") || strings.HasPrefix(name, "x-forwarded-") ||
+			name == "forwarded" || name == "x-real-ip" {
 			delete(h, k)
 		}
 	}
+}
+
+// requestsH2C reports whether any Upgrade header offers h2c, in any case and
+// in any position of a list ("websocket, h2c"): comparing only the whole
+// first value would let "Upgrade: foo, h2c" through.
+func requestsH2C(h http.Header) bool {
+	for _, v := range h.Values("Upgrade") {
+		for _, proto := range strings.Split(v, ",") {
+			// A protocol may carry a version ("h2c/1"); the name decides.
+			name, _, _ := strings.Cut(strings.TrimSpace(proto), "/")
+			if strings.EqualFold(name, "h2c") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // upstreamError answers when the upstream cannot be reached: 504 when it

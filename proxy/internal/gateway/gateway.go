@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/identity"
+	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
 )
 
@@ -33,7 +34,9 @@ type Config struct {
 	// Transport forwards to the upstream. If nil, a transport tuned for one
 	// upstream is used (see NewTransport).
 	Transport http.RoundTripper
-	Log       *zap.Logger
+	// Metrics, if not nil, counts logins and times the upstream.
+	Metrics *metrics.Metrics
+	Log     *zap.Logger
 }
 
 // Gateway serves the proxy's HTTP API.
@@ -51,7 +54,7 @@ func New(cfg Config) *Gateway {
 	if cfg.Transport == nil {
 		cfg.Transport = NewTransport()
 	}
-	g.forward = g.authenticated(g.newReverseProxy(cfg.Upstream, cfg.Transport))
+	g.forward = g.authenticated(g.newReverseProxy(cfg.Upstream, cfg.Metrics.Transport(cfg.Transport)))
 
 	g.route("/healthz", http.MethodGet, g.healthz)
 	g.route("/readyz", http.MethodGet, g.readyz)

@@ -60,6 +60,28 @@ type loginRequest struct {
 }
 
 func (g *Gateway) login(w http.ResponseWriter, r *http.Request) error {
+	err := g.doLogin(w, r)
+	g.cfg.Metrics.Login(loginResult(err))
+	return err
+}
+
+// loginResult names a login's outcome for the metrics.
+func loginResult(err error) string {
+	var locked *auth.LockedOutError
+	switch {
+	case err == nil:
+		return "success"
+	case errors.Is(err, auth.ErrInvalidCredentials):
+		return "invalid_credentials"
+	case errors.As(err, &locked):
+		return "locked_out"
+	case errors.Is(err, auth.ErrInvalidInput):
+		return "invalid_request"
+	}
+	return "unavailable"
+}
+
+func (g *Gateway) doLogin(w http.ResponseWriter, r *http.Request) error {
 	var req loginRequest
 	if err := decodeJSON(w, r, MaxLoginBody, &req); err != nil {
 		return err

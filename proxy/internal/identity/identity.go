@@ -44,6 +44,8 @@ type Lockout struct {
 	MaxFailures int
 	Duration    time.Duration
 	MaxDuration time.Duration // default 1h
+	// OnLock, if not nil, is called each time an account gets locked.
+	OnLock func()
 }
 
 // Service authenticates logins and administers accounts.
@@ -104,6 +106,19 @@ func (s *Service) Authenticate(ctx context.Context, deviceID, username, pw strin
 	if attempt == 0 || attempt > s.lockout.MaxFailures {
 		// Locked, or a parallel guess past the threshold while the lock is
 		// being set: refused without checking the password.
+		if attempt > 0 {
+			// Past the threshold without a lock: a guess racing the one
+			// that locks, or a run whose locking attempt was never
+			// evaluated (hasher busy, store down). Lock here so that the
+			// refusal has an end: otherwise the count only grows and the
+			// account is refused forever. An account locked meanwhile keeps
+			// its lock, and a success meanwhile has reset it.
+			until, err := s.store.LockAccount(ctx, deviceID, username, now, s.lockout.Duration, s.lockout.MaxDuration)
+			if err != nil && !errors.Is(err, auth.ErrNotFound) {
+				s.log.Warn("could not lock account", zap.String("device_id", deviceID), zap.String("username", username), zap.Error(err))
+			}
+			lockedUntil = until
+		}
 		retry := lockedUntil.Sub(now)
 		if retry <= 0 {
 			retry = s.lockout.Duration
@@ -115,11 +130,10 @@ func (s *Service) Authenticate(ctx context.Context, deviceID, username, pw strin
 
 	user, ok, err := s.check(ctx, deviceID, username, pw)
 	if err != nil {
-		if errors.Is(err, auth.ErrBusy) || errors.Is(err, context.Canceled) {
-			// Not evaluated: load alone must not count towards a lockout.
-			if rerr := s.store.ReleaseLoginAttempt(context.WithoutCancel(ctx), deviceID, username); rerr != nil {
-				s.log.Warn("could not release login attempt", zap.Error(rerr))
-			}
+		// Not evaluated (hasher busy, caller gone or out of time, store
+		// down): neither load nor an outage may count towards a lockout.
+		if rerr := s.store.ReleaseLoginAttempt(context.WithoutCancel(ctx), deviceID, username); rerr != nil {
+			s.log.Warn("could not release login attempt", zap.Error(rerr))
 		}
 		return auth.User{}, err
 	}
@@ -132,11 +146,17 @@ func (s *Service) Authenticate(ctx context.Context, deviceID, username, pw strin
 			zap.String("reason", reason), zap.Int("consecutive_failures", attempt)}
 		if attempt >= s.lockout.MaxFailures {
 			until, err := s.store.LockAccount(ctx, deviceID, username, now, s.lockout.Duration, s.lockout.MaxDuration)
-			if err != nil {
+			switch {
+			case errors.Is(err, auth.ErrNotFound):
+				// A parallel login succeeded and reset the account: the run
+				// of failures is over, there is nothing to lock.
+				s.log.Info("login failed", fields...)
+			case err != nil:
 				return auth.User{}, err
+			default:
+				fields = append(fields, zap.Time("locked_until", until))
+				s.log.Warn("account locked", fields...)
 			}
-			fields = append(fields, zap.Time("locked_until", until))
-			s.log.Warn("account locked", fields...)
 		} else {
 			s.log.Info("login failed", fields...)
 		}

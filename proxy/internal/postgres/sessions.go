@@ -139,3 +139,10 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 	}
 	return tag.RowsAffected(), nil
 }
+
+// CountLiveSessions counts sessions neither revoked nor expired at now.
+func (s *Store) CountLiveSessions(ctx context.Context, now time.Time) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM sessions WHERE revoked_at IS NULL AND expires_at > $1`, now).Scan(&n)
+	return n, wrap("count live sessions", err)
+}

@@ -20,7 +20,7 @@ func TestSessionRoundTrip(t *testing.T) {
 	want := auth.Session{
 		ID: "0123456789abcdef0123456789abcdef", DeviceID: "dev", UserID: u.ID, Username: "1111", IsAdmin: true,
 		Generation: 0,
-		CreatedAt:  t0,                                              // microseconds: .123456
+		CreatedAt:  t0,                                             // microseconds: .123456
 		ExpiresAt:  t0.Add(24*time.Hour + 654321*time.Microsecond), // other microseconds
 		ClientAddr: "192.0.2.7:5555", UserAgent: "UnityPlayer/2022.3 (Quest 3)",
 	}

@@ -83,6 +83,10 @@ func storeCalls(s *postgres.Store) map[string]func(context.Context) error {
 			_, err := s.ResetLoginFailures(ctx, "dev", "1111")
 			return err
 		},
+		"TryExclusive": func(ctx context.Context) error {
+			_, _, err := s.TryExclusive(ctx, "janitor")
+			return err
+		},
 		"DeleteStaleLoginFailures": func(ctx context.Context) error {
 			_, err := s.DeleteStaleLoginFailures(ctx, now, now, 10)
 			return err

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
+	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
 	"github.com/authsidecar/authsidecar/proxy/internal/token"
 )
 
@@ -32,11 +33,18 @@ type Store interface {
 	DeleteExpired(ctx context.Context, now time.Time, limit int) (int64, error)
 }
 
-// Config holds the lifetimes of sessions.
+// Config holds the lifetimes of sessions and the optional parts.
 type Config struct {
 	TTL          time.Duration // from login or the last refresh
 	MaxAge       time.Duration // no refresh extends a session past this age
 	RefreshGrace time.Duration // how long a token replaced by a refresh still works
+
+	// Cache, if not nil, answers for verified tokens and live sessions
+	// without the signature check or the database. It must be fed the
+	// store's change notifications (see Cache).
+	Cache *Cache
+	// Metrics, if not nil, counts session events and cache lookups.
+	Metrics *metrics.Metrics
 }
 
 // Manager issues and checks sessions.
@@ -84,12 +92,13 @@ func (m *Manager) Create(ctx context.Context, user auth.User, client Client) (Is
 		IsAdmin:    user.IsAdmin,
 		CreatedAt:  now,
 		ExpiresAt:  m.expiry(now, now),
-		ClientAddr: client.Addr,
+		ClientAddr: truncate(client.Addr, 256),
 		UserAgent:  truncate(client.UserAgent, 256),
 	}
 	if err := m.store.CreateSession(ctx, s); err != nil {
 		return Issued{}, fmt.Errorf("create session: %w", err)
 	}
+	m.cfg.Metrics.Session("created", 1)
 	tok, err := m.sign(s, now)
 	if err != nil {
 		return Issued{}, err
@@ -102,8 +111,13 @@ func (m *Manager) Create(ctx context.Context, user auth.User, client Client) (Is
 // Authenticate verifies a bearer token and checks that its session is live.
 // Every failure wraps auth.ErrInvalidToken, except a store that cannot answer
 // (auth.ErrUnavailable): then nothing is known, and the caller must refuse.
+//
+// With a Cache, a token verified before and a session known to be live are
+// answered from memory: in the steady state a request costs no signature
+// check and no database query.
 func (m *Manager) Authenticate(ctx context.Context, raw string) (Caller, error) {
-	claims, err := m.tokens.Verify(raw)
+	now := m.now()
+	claims, err := m.verify(raw, now)
 	if errors.Is(err, token.ErrExpired) {
 		// A genuine token past its exp: its session may have expired with
 		// it (unless a refresh extended it), and is deleted when met.
@@ -112,27 +126,99 @@ func (m *Manager) Authenticate(ctx context.Context, raw string) (Caller, error) 
 	if err != nil {
 		return Caller{}, m.refuse(claims.SessionID, claims.DeviceID, err.Error(), fmt.Errorf("%w: %w", auth.ErrInvalidToken, err))
 	}
+
+	c := m.cfg.Cache
+	if c != nil {
+		e, hit := c.session(claims.SessionID)
+		m.cfg.Metrics.SessionCache(hit)
+		if hit {
+			if e.gone {
+				return Caller{}, m.refuse(claims.SessionID, claims.DeviceID, "revoked or gone (cached)", auth.ErrInvalidToken)
+			}
+			if caller, err, decided := m.check(ctx, e.s, claims, now); decided {
+				return caller, err
+			}
+			// The token is of a generation the cached entry does not know
+			// (a refresh on another replica): ask the database.
+		}
+	}
+
+	var snap uint64
+	if c != nil {
+		snap = c.snapshot()
+	}
 	s, err := m.store.Session(ctx, claims.SessionID)
 	if errors.Is(err, auth.ErrNotFound) {
+		if c != nil {
+			c.storeSession(snap, sessionEntry{s: auth.Session{ID: claims.SessionID}, gone: true})
+		}
 		return Caller{}, m.refuse(claims.SessionID, claims.DeviceID, "session not found", auth.ErrInvalidToken)
 	}
 	if err != nil {
 		return Caller{}, fmt.Errorf("session lookup: %w", err)
 	}
-	now := m.now()
+	if c != nil {
+		c.storeSession(snap, sessionEntry{s: compact(s), gone: !s.RevokedAt.IsZero()})
+	}
+	caller, err, decided := m.check(ctx, s, claims, now)
+	if !decided {
+		// The database has every generation ever issued; a newer one in a
+		// token means it was not ours to begin with.
+		return Caller{}, m.refuse(s.ID, s.DeviceID, "token generation unknown", auth.ErrInvalidToken)
+	}
+	return caller, err
+}
+
+// check decides on a session for a token's claims. decided is false only
+// when the token's generation is unknown to s, which a stale cached entry
+// cannot settle.
+func (m *Manager) check(ctx context.Context, s auth.Session, claims token.Claims, now time.Time) (caller Caller, err error, decided bool) {
 	switch {
 	case !s.RevokedAt.IsZero():
-		return Caller{}, m.refuse(s.ID, s.DeviceID, "revoked", auth.ErrInvalidToken)
+		return Caller{}, m.refuse(s.ID, s.DeviceID, "revoked", auth.ErrInvalidToken), true
 	case !now.Before(s.ExpiresAt):
 		m.deleteIfExpired(ctx, s.ID, s.DeviceID)
-		return Caller{}, m.refuse(s.ID, s.DeviceID, "expired", auth.ErrInvalidToken)
+		return Caller{}, m.refuse(s.ID, s.DeviceID, "expired", auth.ErrInvalidToken), true
+	case claims.Generation > s.Generation:
+		return Caller{}, nil, false
 	case !s.AcceptsGeneration(claims.Generation, now):
-		return Caller{}, m.refuse(s.ID, s.DeviceID, "token superseded by a refresh", auth.ErrInvalidToken)
+		return Caller{}, m.refuse(s.ID, s.DeviceID, "token superseded by a refresh", auth.ErrInvalidToken), true
 	}
 	if ce := m.log.Check(zap.DebugLevel, "session found"); ce != nil {
 		ce.Write(zap.String("device_id", s.DeviceID), zap.String("session_id", s.ID))
 	}
-	return Caller{Session: s, TokenGeneration: claims.Generation}, nil
+	return Caller{Session: s, TokenGeneration: claims.Generation}, nil, true
+}
+
+// verify checks a token's signature and claims, or finds it verified before.
+func (m *Manager) verify(raw string, now time.Time) (token.Claims, error) {
+	c := m.cfg.Cache
+	if c != nil {
+		claims, hit := c.verifiedToken(raw, now)
+		m.cfg.Metrics.TokenCache(hit)
+		if hit {
+			return claims, nil
+		}
+	}
+	claims, err := m.tokens.Verify(raw)
+	if err == nil && c != nil {
+		c.storeToken(raw, claims)
+	}
+	return claims, err
+}
+
+// compact drops what the hot path does not need from a cached session.
+func compact(s auth.Session) auth.Session {
+	s.ClientAddr, s.UserAgent = "", ""
+	return s
+}
+
+// evict drops a session this replica just changed from its own cache at
+// once; other replicas hear of it from the store's notification.
+func (m *Manager) evict(id string) {
+	if m.cfg.Cache != nil {
+		m.cfg.Cache.Evict(id)
+	}
 }
 
 // deleteIfExpired deletes a session met after its expiry, which keeps the
@@ -149,6 +235,8 @@ func (m *Manager) deleteIfExpired(ctx context.Context, id, deviceID string) {
 		return
 	}
 	if deleted {
+		m.evict(id)
+		m.cfg.Metrics.Session("expired", 1)
 		m.log.Info("session expired", zap.String("device_id", deviceID), zap.String("session_id", id))
 	}
 }
@@ -174,6 +262,7 @@ func (m *Manager) Refresh(ctx context.Context, c Caller) (Issued, error) {
 	}
 	s, err := m.store.RefreshSession(ctx, c.Session.ID, c.TokenGeneration, now,
 		m.expiry(c.Session.CreatedAt, now), now.Add(m.cfg.RefreshGrace))
+	m.evict(c.Session.ID)
 	if errors.Is(err, auth.ErrInvalidToken) {
 		return Issued{}, m.refuse(c.Session.ID, c.Session.DeviceID, "refresh lost to a concurrent refresh or the session ended", err)
 	}
@@ -184,6 +273,7 @@ func (m *Manager) Refresh(ctx context.Context, c Caller) (Issued, error) {
 	if err != nil {
 		return Issued{}, err
 	}
+	m.cfg.Metrics.Session("refreshed", 1)
 	m.log.Info("session refreshed", zap.String("device_id", s.DeviceID), zap.String("session_id", s.ID),
 		zap.Int64("generation", s.Generation), zap.Time("expires_at", s.ExpiresAt))
 	return Issued{Session: s, Token: tok}, nil
@@ -191,9 +281,12 @@ func (m *Manager) Refresh(ctx context.Context, c Caller) (Issued, error) {
 
 // Logout ends the caller's session at once.
 func (m *Manager) Logout(ctx context.Context, c Caller) error {
-	if err := m.store.RevokeSession(ctx, c.Session.ID, "", m.now()); err != nil && !errors.Is(err, auth.ErrNotFound) {
+	err := m.store.RevokeSession(ctx, c.Session.ID, "", m.now())
+	m.evict(c.Session.ID)
+	if err != nil && !errors.Is(err, auth.ErrNotFound) {
 		return fmt.Errorf("logout: %w", err)
 	}
+	m.cfg.Metrics.Session("revoked", 1)
 	m.log.Info("session revoked", zap.String("device_id", c.Session.DeviceID), zap.String("session_id", c.Session.ID),
 		zap.String("by", "owner"), zap.String("reason", "logout"))
 	return nil
@@ -203,9 +296,12 @@ func (m *Manager) Logout(ctx context.Context, c Caller) error {
 // device: another device's session is auth.ErrNotFound. by and reason are
 // logged for operators.
 func (m *Manager) Revoke(ctx context.Context, id, deviceID, by, reason string) error {
-	if err := m.store.RevokeSession(ctx, id, deviceID, m.now()); err != nil {
+	err := m.store.RevokeSession(ctx, id, deviceID, m.now())
+	if err != nil {
 		return fmt.Errorf("revoke session: %w", err)
 	}
+	m.evict(id)
+	m.cfg.Metrics.Session("revoked", 1)
 	m.log.Info("session revoked", zap.String("device_id", deviceID), zap.String("session_id", id),
 		zap.String("by", by), zap.String("reason", reason))
 	return nil
@@ -218,6 +314,9 @@ func (m *Manager) RevokeDevice(ctx context.Context, deviceID, username, by, reas
 	if err != nil {
 		return 0, fmt.Errorf("revoke device sessions: %w", err)
 	}
+	// The store's notifications evict each revoked session, on this
+	// replica too.
+	m.cfg.Metrics.Session("revoked", n)
 	m.log.Info("sessions revoked", zap.String("device_id", deviceID), zap.String("username", username),
 		zap.Int64("count", n), zap.String("by", by), zap.String("reason", reason))
 	return n, nil
@@ -243,6 +342,7 @@ func (m *Manager) Cleanup(ctx context.Context) (int64, error) {
 			return total, fmt.Errorf("cleanup: %w", err)
 		}
 		if n < CleanupBatch {
+			m.cfg.Metrics.Session("cleaned", total)
 			return total, nil
 		}
 	}
@@ -280,10 +380,11 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-// truncate cuts s to at most n bytes of valid UTF-8: the store refuses
-// invalid UTF-8, and a client's User-Agent must not be able to fail a login.
+// truncate cuts s to at most n bytes of valid UTF-8 without NUL: the store
+// refuses both (PostgreSQL text cannot hold a NUL byte), and a client's
+// User-Agent must not be able to fail a login.
 func truncate(s string, n int) string {
-	s = strings.ToValidUTF8(s, "")
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, ""), "\x00", "")
 	for len(s) > n {
 		_, size := utf8.DecodeLastRuneInString(s)
 		s = s[:len(s)-size]

@@ -1,0 +1,162 @@
+package session_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/authsidecar/authsidecar/proxy/internal/auth"
+	"github.com/authsidecar/authsidecar/proxy/internal/pgtest"
+	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
+	"github.com/authsidecar/authsidecar/proxy/internal/session"
+	"github.com/authsidecar/authsidecar/proxy/internal/token"
+)
+
+// t0 is the fake clock's start, on a whole second like token times.
+var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// clock is a fake clock that tests advance by hand; the Manager and the
+// token Signer share it.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// defaults is the contract's configuration, with a TTL short enough to
+// reason about.
+var defaults = session.Config{TTL: time.Hour, MaxAge: 24 * time.Hour, RefreshGrace: 10 * time.Second}
+
+// fixture is a Manager on a fresh, migrated schema with two users on device
+// "dev" (alice, an admin, and bob) and one on device "other" (carol).
+type fixture struct {
+	m                 *session.Manager
+	store             *postgres.Store
+	pool              *pgxpool.Pool
+	clock             *clock
+	signer            *token.Signer
+	alice, bob, carol auth.User
+}
+
+func newFixture(t *testing.T, cfg session.Config) *fixture {
+	t.Helper()
+	return newFixtureConns(t, cfg, 4)
+}
+
+func newFixtureConns(t *testing.T, cfg session.Config, maxConns int) *fixture {
+	t.Helper()
+	u, err := url.Parse(pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("pool_max_conns", strconv.Itoa(maxConns))
+	u.RawQuery = q.Encode()
+	pool, err := pgxpool.New(context.Background(), u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	ctx := context.Background()
+	mig, err := postgres.NewMigrator(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mig.Close()
+	if _, err := mig.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	c := &clock{now: t0}
+	key, err := token.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := token.New([]token.Key{key}, token.Options{Issuer: "test", Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := postgres.NewStore(pool)
+	f := &fixture{
+		m:     session.NewManager(store, signer, cfg, c.Now, zaptest.NewLogger(t)),
+		store: store, pool: pool, clock: c, signer: signer,
+	}
+	f.alice = f.addUser(t, "dev", "alice", true)
+	f.bob = f.addUser(t, "dev", "bob", false)
+	f.carol = f.addUser(t, "other", "carol", false)
+	return f
+}
+
+func (f *fixture) addUser(t *testing.T, device, name string, admin bool) auth.User {
+	t.Helper()
+	u, err := f.store.AddUser(context.Background(), device, name, "not-a-real-hash", admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func (f *fixture) login(t *testing.T, u auth.User) session.Issued {
+	t.Helper()
+	iss, err := f.m.Create(context.Background(), u, session.Client{Addr: "192.0.2.1:4000", UserAgent: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return iss
+}
+
+// wantOK fails unless raw authenticates, and returns its caller.
+func (f *fixture) wantOK(t *testing.T, raw string) session.Caller {
+	t.Helper()
+	c, err := f.m.Authenticate(context.Background(), raw)
+	if err != nil {
+		t.Fatalf("Authenticate: %v, want a live session", err)
+	}
+	return c
+}
+
+// wantRefused fails unless raw is refused as an invalid token.
+func (f *fixture) wantRefused(t *testing.T, raw, why string) {
+	t.Helper()
+	c, err := f.m.Authenticate(context.Background(), raw)
+	if !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("%s: Authenticate = %v, want ErrInvalidToken", why, err)
+	}
+	if c != (session.Caller{}) {
+		t.Fatalf("%s: refused but returned a caller: %+v", why, c)
+	}
+}
+
+// rows counts the sessions table's rows with id.
+func (f *fixture) rows(t *testing.T, id string) int {
+	t.Helper()
+	var n int
+	if err := f.pool.QueryRow(context.Background(), `SELECT count(*) FROM sessions WHERE id = $1`, id).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+}
