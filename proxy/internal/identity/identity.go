@@ -156,6 +156,9 @@ func (s *Service) Authenticate(ctx context.Context, deviceID, username, pw strin
 			default:
 				fields = append(fields, zap.Time("locked_until", until))
 				s.log.Warn("account locked", fields...)
+				if s.lockout.OnLock != nil {
+					s.lockout.OnLock()
+				}
 			}
 		} else {
 			s.log.Info("login failed", fields...)

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 )
 
@@ -74,10 +75,14 @@ func (l *Listener) Run(ctx context.Context) {
 }
 
 func (l *Listener) connect(ctx context.Context) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(l.URL)
+	// Parsed as the pool parses it, so that pool settings in DATABASE_URL
+	// (pool_max_conns and the like) are understood rather than sent to the
+	// server as unknown parameters.
+	pcfg, err := pgxpool.ParseConfig(l.URL)
 	if err != nil {
 		return nil, fmt.Errorf("listener: %w", err)
 	}
+	cfg := pcfg.ConnConfig
 	// A deadline, not a cancel request, ends a wait that timed out: the
 	// connection stays usable for the ping that follows.
 	cfg.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"crypto/sha256"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
@@ -23,8 +24,8 @@ import (
 // state bumps a sequence number; a request notes it before reading the
 // database, and its result is cached only if nothing was evicted since.
 type Cache struct {
-	tokens   shardedMap[tokenEntry]
-	sessions shardedMap[sessionEntry]
+	tokens   shardedMap[[sha256.Size]byte, tokenEntry]
+	sessions shardedMap[string, sessionEntry]
 	seq      atomic.Uint64 // bumped by every eviction and state change
 	up       atomic.Bool   // listening: sessions may be served and stored
 }
@@ -38,31 +39,74 @@ func NewCache(max int) *Cache {
 	return c
 }
 
+// tokenEntry is what the hot path needs of a verified token's claims. It
+// is keyed by the SHA-256 of the token, not the token: 32 bytes instead of
+// several hundred per entry, and no token kept in memory.
 type tokenEntry struct {
-	claims token.Claims
+	sessionID string
+	deviceID  string
+	gen       int64
+	exp       int64 // unix seconds
 }
 
-// sessionEntry is what a request needs of a session. The user agent and
-// client address stay in the database: they are for operators, and would
-// double the memory per entry.
+// sessionEntry is what a request needs of a session, in as few bytes as
+// will do: the user agent and client address stay in the database (they
+// are for operators), and times are unix nanoseconds.
 type sessionEntry struct {
-	s    auth.Session
-	gone bool // revoked or deleted: final, since ids are never reused
+	deviceID, userID, username string
+	isAdmin                    bool
+	gone                       bool // revoked or deleted: final, since ids are never reused
+	gen                        int64
+	prevValidUntil             int64
+	createdAt, expiresAt       int64
+}
+
+func entryOf(s auth.Session, gone bool) sessionEntry {
+	return sessionEntry{
+		deviceID: s.DeviceID, userID: s.UserID, username: s.Username, isAdmin: s.IsAdmin, gone: gone,
+		gen: s.Generation, prevValidUntil: unixNano(s.PrevValidUntil),
+		createdAt: unixNano(s.CreatedAt), expiresAt: unixNano(s.ExpiresAt),
+	}
+}
+
+// session rebuilds the session an entry was made from (less what it drops).
+func (e sessionEntry) session(id string) auth.Session {
+	return auth.Session{
+		ID: id, DeviceID: e.deviceID, UserID: e.userID, Username: e.username, IsAdmin: e.isAdmin,
+		Generation: e.gen, PrevValidUntil: fromUnixNano(e.prevValidUntil),
+		CreatedAt: fromUnixNano(e.createdAt), ExpiresAt: fromUnixNano(e.expiresAt),
+	}
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
 }
 
 // verifiedToken returns the claims of a token verified before and not yet
 // expired at now. Token verification does not depend on any session state,
 // so this part of the cache never needs invalidating.
 func (c *Cache) verifiedToken(raw string, now time.Time) (token.Claims, bool) {
-	e, ok := c.tokens.get(raw)
-	if !ok || !now.Before(e.claims.ExpiresAt) {
+	e, ok := c.tokens.get(sha256.Sum256([]byte(raw)))
+	if !ok || now.Unix() >= e.exp {
 		return token.Claims{}, false
 	}
-	return e.claims, true
+	return token.Claims{SessionID: e.sessionID, DeviceID: e.deviceID, Generation: e.gen, ExpiresAt: time.Unix(e.exp, 0).UTC()}, true
 }
 
 func (c *Cache) storeToken(raw string, claims token.Claims) {
-	c.tokens.put(raw, tokenEntry{claims: claims})
+	c.tokens.put(sha256.Sum256([]byte(raw)), tokenEntry{
+		sessionID: claims.SessionID, deviceID: claims.DeviceID, gen: claims.Generation, exp: claims.ExpiresAt.Unix(),
+	})
 }
 
 // session returns the cached state of session id; ok is false on a miss or
@@ -80,11 +124,11 @@ func (c *Cache) snapshot() uint64 { return c.seq.Load() }
 
 // storeSession caches what a database read returned, unless the cache has
 // been told of any change since snap, or is not listening.
-func (c *Cache) storeSession(snap uint64, e sessionEntry) {
+func (c *Cache) storeSession(snap uint64, id string, e sessionEntry) {
 	if !c.up.Load() {
 		return
 	}
-	c.sessions.putIf(e.s.ID, e, func() bool { return c.seq.Load() == snap })
+	c.sessions.putIf(id, e, func() bool { return c.seq.Load() == snap })
 }
 
 // Evict drops a session: it was revoked, refreshed, deleted or changed.
@@ -113,36 +157,36 @@ func (c *Cache) Len() (tokens, sessions int) { return c.tokens.len(), c.sessions
 // up different keys do not wait on one lock. When a shard is full, an
 // insert drops arbitrary entries (Go's map iteration order is random):
 // the cache only ever loses speed, never correctness, by forgetting.
-type shardedMap[V any] struct {
+type shardedMap[K comparable, V any] struct {
 	seed   maphash.Seed
-	shards [shardCount]shard[V]
+	shards [shardCount]shard[K, V]
 }
 
 const shardCount = 32
 
-type shard[V any] struct {
+type shard[K comparable, V any] struct {
 	mu  sync.RWMutex
-	m   map[string]V
+	m   map[K]V
 	max int
 }
 
-func (sm *shardedMap[V]) init(max int) {
+func (sm *shardedMap[K, V]) init(max int) {
 	sm.seed = maphash.MakeSeed()
 	per := max / shardCount
 	if per < 1 {
 		per = 1
 	}
 	for i := range sm.shards {
-		sm.shards[i].m = make(map[string]V)
+		sm.shards[i].m = make(map[K]V)
 		sm.shards[i].max = per
 	}
 }
 
-func (sm *shardedMap[V]) shard(key string) *shard[V] {
-	return &sm.shards[maphash.String(sm.seed, key)%shardCount]
+func (sm *shardedMap[K, V]) shard(key K) *shard[K, V] {
+	return &sm.shards[maphash.Comparable(sm.seed, key)%shardCount]
 }
 
-func (sm *shardedMap[V]) get(key string) (V, bool) {
+func (sm *shardedMap[K, V]) get(key K) (V, bool) {
 	s := sm.shard(key)
 	s.mu.RLock()
 	v, ok := s.m[key]
@@ -150,12 +194,12 @@ func (sm *shardedMap[V]) get(key string) (V, bool) {
 	return v, ok
 }
 
-func (sm *shardedMap[V]) put(key string, v V) {
+func (sm *shardedMap[K, V]) put(key K, v V) {
 	sm.putIf(key, v, nil)
 }
 
 // putIf stores v under key if cond (checked under the shard's lock) holds.
-func (sm *shardedMap[V]) putIf(key string, v V, cond func() bool) {
+func (sm *shardedMap[K, V]) putIf(key K, v V, cond func() bool) {
 	s := sm.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -176,14 +220,14 @@ func (sm *shardedMap[V]) putIf(key string, v V, cond func() bool) {
 	s.m[key] = v
 }
 
-func (sm *shardedMap[V]) remove(key string) {
+func (sm *shardedMap[K, V]) remove(key K) {
 	s := sm.shard(key)
 	s.mu.Lock()
 	delete(s.m, key)
 	s.mu.Unlock()
 }
 
-func (sm *shardedMap[V]) clear() {
+func (sm *shardedMap[K, V]) clear() {
 	for i := range sm.shards {
 		s := &sm.shards[i]
 		s.mu.Lock()
@@ -192,7 +236,7 @@ func (sm *shardedMap[V]) clear() {
 	}
 }
 
-func (sm *shardedMap[V]) len() int {
+func (sm *shardedMap[K, V]) len() int {
 	n := 0
 	for i := range sm.shards {
 		s := &sm.shards[i]

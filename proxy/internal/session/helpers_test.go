@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
@@ -53,8 +54,11 @@ type fixture struct {
 	pool              *pgxpool.Pool
 	clock             *clock
 	signer            *token.Signer
+	url               string
 	alice, bob, carol auth.User
 }
+
+func (f *fixture) logger(t *testing.T) *zap.Logger { return zaptest.NewLogger(t) }
 
 func newFixture(t *testing.T, cfg session.Config) *fixture {
 	t.Helper()
@@ -97,7 +101,10 @@ func newFixtureConns(t *testing.T, cfg session.Config, maxConns int) *fixture {
 	store := postgres.NewStore(pool)
 	f := &fixture{
 		m:     session.NewManager(store, signer, cfg, c.Now, zaptest.NewLogger(t)),
-		store: store, pool: pool, clock: c, signer: signer,
+		store: store, pool: pool, clock: c, signer: signer, url: u.String(),
+	}
+	if cfg.Cache != nil {
+		f.listen(t, u.String(), cfg.Cache)
 	}
 	f.alice = f.addUser(t, "dev", "alice", true)
 	f.bob = f.addUser(t, "dev", "bob", false)
@@ -159,4 +166,22 @@ func (c *clock) Set(t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = t
+}
+
+// listen feeds cache from a real listener on the fixture's schema, as the
+// proxy does, and waits until it is listening.
+func (f *fixture) listen(t *testing.T, dbURL string, cache *session.Cache) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	l := &postgres.Listener{URL: dbURL, Changed: cache.Evict, State: cache.SetListening, Log: zaptest.NewLogger(t)}
+	go func() { defer close(done); l.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	deadline := time.Now().Add(10 * time.Second)
+	for !cache.Listening() {
+		if time.Now().After(deadline) {
+			t.Fatal("listener did not come up")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

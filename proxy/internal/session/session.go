@@ -135,7 +135,7 @@ func (m *Manager) Authenticate(ctx context.Context, raw string) (Caller, error) 
 			if e.gone {
 				return Caller{}, m.refuse(claims.SessionID, claims.DeviceID, "revoked or gone (cached)", auth.ErrInvalidToken)
 			}
-			if caller, err, decided := m.check(ctx, e.s, claims, now); decided {
+			if caller, err, decided := m.check(ctx, e.session(claims.SessionID), claims, now); decided {
 				return caller, err
 			}
 			// The token is of a generation the cached entry does not know
@@ -150,7 +150,7 @@ func (m *Manager) Authenticate(ctx context.Context, raw string) (Caller, error) 
 	s, err := m.store.Session(ctx, claims.SessionID)
 	if errors.Is(err, auth.ErrNotFound) {
 		if c != nil {
-			c.storeSession(snap, sessionEntry{s: auth.Session{ID: claims.SessionID}, gone: true})
+			c.storeSession(snap, claims.SessionID, sessionEntry{gone: true})
 		}
 		return Caller{}, m.refuse(claims.SessionID, claims.DeviceID, "session not found", auth.ErrInvalidToken)
 	}
@@ -158,7 +158,7 @@ func (m *Manager) Authenticate(ctx context.Context, raw string) (Caller, error) 
 		return Caller{}, fmt.Errorf("session lookup: %w", err)
 	}
 	if c != nil {
-		c.storeSession(snap, sessionEntry{s: compact(s), gone: !s.RevokedAt.IsZero()})
+		c.storeSession(snap, s.ID, entryOf(s, !s.RevokedAt.IsZero()))
 	}
 	caller, err, decided := m.check(ctx, s, claims, now)
 	if !decided {
@@ -205,12 +205,6 @@ func (m *Manager) verify(raw string, now time.Time) (token.Claims, error) {
 		c.storeToken(raw, claims)
 	}
 	return claims, err
-}
-
-// compact drops what the hot path does not need from a cached session.
-func compact(s auth.Session) auth.Session {
-	s.ClientAddr, s.UserAgent = "", ""
-	return s
 }
 
 // evict drops a session this replica just changed from its own cache at
