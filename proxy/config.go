@@ -34,6 +34,7 @@ type config struct {
 	MetricsAddr      string        `env:"METRICS_ADDR" envDefault:":9090"`
 	DataDir          string        `env:"DATA_DIR" envDefault:"./data"`
 	SessionCache     bool          `env:"SESSION_CACHE" envDefault:"true"`
+	DrainDelay       time.Duration `env:"DRAIN_DELAY" envDefault:"0s"`
 
 	upstream    *url.URL      // parsed UpstreamURL
 	logLevel    zapcore.Level // parsed LogLevel
@@ -93,12 +94,16 @@ func (c *config) validate() error {
 		{"TOKEN_TTL", c.TokenTTL, false},
 		{"SESSION_MAX_AGE", c.SessionMaxAge, false},
 		{"REFRESH_GRACE", c.RefreshGrace, true},
+		{"DRAIN_DELAY", c.DrainDelay, true},
 		{"LOGIN_LOCKOUT", c.LoginLockout, false},
 		{"CLEANUP_INTERVAL", c.CleanupInterval, false},
 	} {
 		if d.v < 0 || (d.v == 0 && !d.zero) {
 			return bad(d.name, "must be a positive duration such as 30s, 10m or 24h")
 		}
+	}
+	if c.DrainDelay >= drainTimeout {
+		return bad("DRAIN_DELAY", "must be shorter than the %s drain deadline", drainTimeout)
 	}
 	if c.SessionMaxAge < c.TokenTTL {
 		return bad("SESSION_MAX_AGE", "%s is shorter than TOKEN_TTL %s", c.SessionMaxAge, c.TokenTTL)

@@ -64,6 +64,8 @@ func TestConfigRejectsBadSettings(t *testing.T) {
 		{"LOGIN_LOCKOUT", "0"},
 		{"AUTO_MIGRATE", "perhaps"},
 		{"SESSION_CACHE", "sometimes"},
+		{"DRAIN_DELAY", "-1s"},
+		{"DRAIN_DELAY", "1m"},
 		{"CLEANUP_INTERVAL", "0"},
 		{"LOG_LEVEL", "loud"},
 		{"LOG_LEVEL", "fatal"},

@@ -143,9 +143,12 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 	}
 
 	// Draining: readiness fails at once so that no new traffic is routed
-	// here; in-flight requests finish; then the pool closes (deferred).
+	// here; for DRAIN_DELAY new requests are still served (load balancers
+	// take a moment to notice); then in-flight requests finish and the pool
+	// closes (deferred).
 	gw.Drain()
-	log.Info("draining", zap.Duration("deadline", drainTimeout))
+	log.Info("draining", zap.Duration("delay", cfg.DrainDelay), zap.Duration("deadline", drainTimeout))
+	time.Sleep(cfg.DrainDelay)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
