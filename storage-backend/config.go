@@ -24,6 +24,9 @@ type config struct {
 	MaxBodyBytes int64  `env:"MAX_BODY_BYTES" envDefault:"1048576"`
 	AutoMigrate  bool   `env:"AUTO_MIGRATE" envDefault:"true"`
 	LogLevel     string `env:"LOG_LEVEL" envDefault:"info"`
+	// DrainDelay keeps serving for a while after SIGTERM, with /readyz
+	// answering 503, so that load balancers stop sending traffic first.
+	DrainDelay time.Duration `env:"DRAIN_DELAY" envDefault:"0s"`
 
 	// Derived from the settings above while checking them.
 	pool  *pgxpool.Config
@@ -85,6 +88,10 @@ func loadConfig(environ map[string]string) (config, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		return config{}, &settingError{Var: "MAX_BODY_BYTES",
 			Problem: fmt.Sprintf("%q must be greater than 0", environ["MAX_BODY_BYTES"])}
+	}
+	if cfg.DrainDelay < 0 || cfg.DrainDelay >= drainTimeout {
+		return config{}, &settingError{Var: "DRAIN_DELAY",
+			Problem: fmt.Sprintf("%q must be between 0s and the %s drain deadline", environ["DRAIN_DELAY"], drainTimeout)}
 	}
 	switch strings.ToLower(cfg.LogLevel) {
 	case "debug":

@@ -184,8 +184,9 @@ func serve(ctx context.Context, cfg config, logger *zap.Logger, _ io.Writer) err
 
 	// Readiness fails first so that no new traffic is sent our way, then the
 	// requests already here get drainTimeout to finish.
-	logger.Info("shutting down", zap.String("drain_timeout", drainTimeout.String()))
+	logger.Info("shutting down", zap.String("drain_delay", cfg.DrainDelay.String()), zap.String("drain_timeout", drainTimeout.String()))
 	api.Drain()
+	time.Sleep(cfg.DrainDelay)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {

@@ -7,9 +7,12 @@ import (
 	"encoding/json"
 	"go/parser"
 	"go/token"
+	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -235,5 +238,71 @@ func TestPackagesHaveDocComments(t *testing.T) {
 		if !ok {
 			t.Errorf("package in %s has no doc comment", dir)
 		}
+	}
+}
+
+// TestDrainFinishesInFlight: on SIGTERM /readyz turns 503 at once, a request
+// that started before (its body still arriving) completes with 201, and the
+// program exits 0.
+func TestDrainFinishesInFlight(t *testing.T) {
+	t.Parallel()
+	environ := map[string]string{
+		"DATABASE_URL": pgtest.URL(t),
+		"LISTEN_ADDR":  "127.0.0.1:0",
+		"DRAIN_DELAY":  "1s",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr lockedBuffer
+	exited := make(chan int, 1)
+	go func() { exited <- run(ctx, nil, environ, &stdout, &stderr) }()
+	addr := waitForListening(t, &stderr, exited)
+
+	body := `{"key": "slow", "data": {"a": 1}}`
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	head := "POST /api/storage HTTP/1.1\r\nHost: x\r\nX-Auth-Device-Id: VR-1\r\nContent-Type: application/json\r\n" +
+		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
+	if _, err := io.WriteString(conn, head+body[:10]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // let the server start reading the request
+
+	cancel() // what SIGTERM does
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		res, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusServiceUnavailable {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("readyz did not turn 503 after the signal")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := io.WriteString(conn, body[10:]); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("in-flight request: %d, want 201", res.StatusCode)
+	}
+	select {
+	case code := <-exited:
+		if code != exitOK {
+			t.Fatalf("exit %d, want 0; stderr:\n%s", code, stderr.String())
+		}
+	case <-time.After(25 * time.Second):
+		t.Fatal("did not exit within 25 s of the signal")
 	}
 }
