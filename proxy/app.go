@@ -15,6 +15,7 @@ import (
 	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
 	"github.com/authsidecar/authsidecar/proxy/internal/password"
 	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
+	"github.com/authsidecar/authsidecar/proxy/internal/schema"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
 	"github.com/authsidecar/authsidecar/proxy/internal/token"
 )
@@ -22,14 +23,27 @@ import (
 // issuer is the "iss" of every token; verification requires it.
 const issuer = "authsidecar"
 
+// store is everything the proxy keeps. The PostgreSQL store provides it,
+// and so does the embedded store used when DATABASE_URL is unset.
+type store interface {
+	session.Store
+	identity.Store
+	Ping(ctx context.Context) error
+	SigningKeyPEM(ctx context.Context, generate func() (id string, pem []byte, err error)) ([]byte, error)
+	TryExclusive(ctx context.Context, name string) (release func(), ok bool, err error)
+	CountLiveSessions(ctx context.Context, now time.Time) (int64, error)
+}
+
+var _ store = (*postgres.Store)(nil)
+
 // app is the wiring shared by the server and the operator commands.
 type app struct {
 	cfg      config
 	log      *zap.Logger
 	now      func() time.Time
 	pool     *pgxpool.Pool
-	store    *postgres.Store
-	migrator *postgres.Migrator
+	store    store
+	migrator *schema.Migrator
 	metrics  *metrics.Metrics // nil for operator commands
 	cache    *session.Cache   // nil unless serving with SESSION_CACHE
 }

@@ -9,11 +9,12 @@ import (
 
 	"github.com/authsidecar/authsidecar/proxy/internal/pgtest"
 	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
+	"github.com/authsidecar/authsidecar/proxy/internal/schema"
 )
 
 // migrationCount returns how many migrations m embeds (at least the two
 // this test knows of).
-func migrationCount(t *testing.T, m *postgres.Migrator) int {
+func migrationCount(t *testing.T, m *schema.Migrator) int {
 	t.Helper()
 	st, err := m.Status(context.Background())
 	if err != nil {
@@ -41,7 +42,7 @@ func leftovers(t *testing.T, pool *pgxpool.Pool) int {
 	return n
 }
 
-func newMigrator(t *testing.T, pool *pgxpool.Pool) *postgres.Migrator {
+func newMigrator(t *testing.T, pool *pgxpool.Pool) *schema.Migrator {
 	t.Helper()
 	m, err := postgres.NewMigrator(context.Background(), pool)
 	if err != nil {
@@ -61,7 +62,7 @@ func tableExists(t *testing.T, pool *pgxpool.Pool, name string) bool {
 	return ok
 }
 
-func appliedCount(t *testing.T, m *postgres.Migrator) int {
+func appliedCount(t *testing.T, m *schema.Migrator) int {
 	t.Helper()
 	st, err := m.Status(context.Background())
 	if err != nil {
@@ -85,7 +86,7 @@ func appliedCount(t *testing.T, m *postgres.Migrator) int {
 	return n
 }
 
-func isCurrent(t *testing.T, m *postgres.Migrator) bool {
+func isCurrent(t *testing.T, m *schema.Migrator) bool {
 	t.Helper()
 	ok, err := m.Current(context.Background())
 	if err != nil {
@@ -168,7 +169,7 @@ func TestMigrationsConcurrentUp(t *testing.T) {
 	ctx := context.Background()
 	u := pgtest.URL(t)
 	pools := []*pgxpool.Pool{openPool(t, u), openPool(t, u)}
-	migrators := []*postgres.Migrator{newMigrator(t, pools[0]), newMigrator(t, pools[1])}
+	migrators := []*schema.Migrator{newMigrator(t, pools[0]), newMigrator(t, pools[1])}
 	wantMigrations := migrationCount(t, migrators[0])
 
 	applied := make([]int, len(migrators))

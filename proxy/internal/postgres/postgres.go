@@ -6,7 +6,6 @@ package postgres
 
 import (
 	"context"
-	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 	"github.com/pressly/goose/v3/lock"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
+	"github.com/authsidecar/authsidecar/proxy/internal/schema"
 )
 
 //go:embed migrations/*.sql
@@ -53,23 +53,17 @@ func Open(ctx context.Context, url string, tracer pgx.QueryTracer) (*pgxpool.Poo
 	return pool, nil
 }
 
-// Migrator applies and reports the embedded migrations.
-type Migrator struct {
-	db       *sql.DB
-	provider *goose.Provider
-}
-
 // NewMigrator returns a Migrator for the schema that pool's search_path
 // selects. Several processes may migrate at once: a session advisory lock,
 // keyed by the schema's name, lets one apply while the others wait and then
 // find nothing left to do.
-func NewMigrator(ctx context.Context, pool *pgxpool.Pool) (*Migrator, error) {
-	var schema string
-	if err := pool.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+func NewMigrator(ctx context.Context, pool *pgxpool.Pool) (*schema.Migrator, error) {
+	var name string
+	if err := pool.QueryRow(ctx, "SELECT current_schema()").Scan(&name); err != nil {
 		return nil, wrap("current schema", err)
 	}
 	h := fnv.New64a()
-	_, _ = io.WriteString(h, "authsidecar proxy migrations "+schema)
+	_, _ = io.WriteString(h, "authsidecar proxy migrations "+name)
 	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(int64(h.Sum64()>>1)), lock.WithLockTimeout(1, 300))
 	if err != nil {
 		return nil, fmt.Errorf("migration lock: %w", err)
@@ -79,71 +73,12 @@ func NewMigrator(ctx context.Context, pool *pgxpool.Pool) (*Migrator, error) {
 		return nil, fmt.Errorf("migrations: %w", err)
 	}
 	db := stdlib.OpenDBFromPool(pool)
-	p, err := goose.NewProvider(goose.DialectPostgres, db, sub,
-		goose.WithTableName(migrationsTable), goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
+	m, err := schema.New(db, goose.DialectPostgres, sub, migrationsTable, goose.WithSessionLocker(locker))
 	if err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("migrations: %w", err)
+		return nil, err
 	}
-	return &Migrator{db: db, provider: p}, nil
-}
-
-// Close releases the migrator's handle (not the pool).
-func (m *Migrator) Close() error { return m.db.Close() }
-
-// Up applies every pending migration and returns how many it applied.
-func (m *Migrator) Up(ctx context.Context) (int, error) {
-	res, err := m.provider.Up(ctx)
-	if err != nil {
-		return len(res), fmt.Errorf("migrate up: %w", err)
-	}
-	return len(res), nil
-}
-
-// Down rolls back the newest applied migration. It reports the version
-// rolled back, or 0 when there was none.
-func (m *Migrator) Down(ctx context.Context) (int64, error) {
-	res, err := m.provider.Down(ctx)
-	if errors.Is(err, goose.ErrNoNextVersion) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("migrate down: %w", err)
-	}
-	return res.Source.Version, nil
-}
-
-// MigrationState is one migration and whether it is applied.
-type MigrationState struct {
-	Version   int64
-	Name      string
-	Applied   bool
-	AppliedAt time.Time
-}
-
-// Status lists every migration, oldest first.
-func (m *Migrator) Status(ctx context.Context) ([]MigrationState, error) {
-	st, err := m.provider.Status(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("migration status: %w", err)
-	}
-	out := make([]MigrationState, 0, len(st))
-	for _, s := range st {
-		out = append(out, MigrationState{
-			Version: s.Source.Version, Name: s.Source.Path,
-			Applied: s.State == goose.StateApplied, AppliedAt: s.AppliedAt,
-		})
-	}
-	return out, nil
-}
-
-// Current reports whether every embedded migration is applied.
-func (m *Migrator) Current(ctx context.Context) (bool, error) {
-	current, target, err := m.provider.GetVersions(ctx)
-	if err != nil {
-		return false, fmt.Errorf("schema version: %w", err)
-	}
-	return current >= target, nil
+	return m, nil
 }
 
 // Querier is what store code needs: satisfied by *pgxpool.Pool and pgx.Tx.
