@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -12,6 +14,8 @@ import (
 	"github.com/caarlos0/env/v11"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/authsidecar/authsidecar/storage-backend/internal/sqlite"
 )
 
 // defaultConnectTimeout applies when DATABASE_URL sets no connect_timeout.
@@ -19,8 +23,10 @@ const defaultConnectTimeout = 10 * time.Second
 
 // config holds every setting, read once from the environment in main.
 type config struct {
-	ListenAddr   string `env:"LISTEN_ADDR" envDefault:"127.0.0.1:9000"`
-	DatabaseURL  string `env:"DATABASE_URL"`
+	ListenAddr  string `env:"LISTEN_ADDR" envDefault:"127.0.0.1:9000"`
+	DatabaseURL string `env:"DATABASE_URL"`
+	// DataDir holds the embedded store, used when DatabaseURL is empty.
+	DataDir      string `env:"DATA_DIR" envDefault:"./data"`
 	MaxBodyBytes int64  `env:"MAX_BODY_BYTES" envDefault:"1048576"`
 	AutoMigrate  bool   `env:"AUTO_MIGRATE" envDefault:"true"`
 	LogLevel     string `env:"LOG_LEVEL" envDefault:"info"`
@@ -28,9 +34,12 @@ type config struct {
 	// answering 503, so that load balancers stop sending traffic first.
 	DrainDelay time.Duration `env:"DRAIN_DELAY" envDefault:"0s"`
 
-	// Derived from the settings above while checking them.
-	pool  *pgxpool.Config
-	level zapcore.Level
+	// Derived from the settings above while checking them. pool is nil
+	// when the embedded store is used; dbPath is then its file, set by
+	// prepareDataDir.
+	pool   *pgxpool.Config
+	level  zapcore.Level
+	dbPath string
 }
 
 // settingError names the variable that is wrong, so that an operator can fix
@@ -66,21 +75,22 @@ func loadConfig(environ map[string]string) (config, error) {
 		return config{}, settingFromEnvError(err, environ)
 	}
 
-	if cfg.DatabaseURL == "" {
-		// Until the embedded store exists, there is nowhere else to keep records.
-		return config{}, &missingError{Var: "DATABASE_URL", Hint: "postgres://user@host:5432/db"}
+	if cfg.DatabaseURL != "" {
+		pool, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+		if err != nil {
+			// pgx's message shows the URL with its password masked.
+			return config{}, &settingError{Var: "DATABASE_URL", Problem: err.Error()}
+		}
+		if pool.ConnConfig.ConnectTimeout == 0 {
+			// A database that does not answer should fail a start, a command or
+			// a readiness probe within seconds, not after the system's TCP timeout.
+			pool.ConnConfig.ConnectTimeout = defaultConnectTimeout
+		}
+		cfg.pool = pool
+	} else if strings.TrimSpace(cfg.DataDir) == "" {
+		return config{}, &settingError{Var: "DATA_DIR",
+			Problem: "is empty; set it to a directory for the embedded store, or set DATABASE_URL"}
 	}
-	pool, err := pgxpool.ParseConfig(cfg.DatabaseURL)
-	if err != nil {
-		// pgx's message shows the URL with its password masked.
-		return config{}, &settingError{Var: "DATABASE_URL", Problem: err.Error()}
-	}
-	if pool.ConnConfig.ConnectTimeout == 0 {
-		// A database that does not answer should fail a start, a command or
-		// a readiness probe within seconds, not after the system's TCP timeout.
-		pool.ConnConfig.ConnectTimeout = defaultConnectTimeout
-	}
-	cfg.pool = pool
 
 	if err := checkListenAddr(cfg.ListenAddr); err != nil {
 		return config{}, &settingError{Var: "LISTEN_ADDR", Problem: fmt.Sprintf("%q %v", cfg.ListenAddr, err)}
@@ -107,6 +117,39 @@ func loadConfig(environ map[string]string) (config, error) {
 			Problem: fmt.Sprintf("%q is not one of debug, info, warn, error", cfg.LogLevel)}
 	}
 	return cfg, nil
+}
+
+// prepareDataDir makes sure that the embedded store can live in dir: it
+// creates dir (for its owner only) if it is missing, and checks that files
+// can be created in it and that the database file can be opened for
+// writing. A DATA_DIR that fails this is a bad setting, reported before
+// anything starts, rather than a failure at the first write. It returns the
+// database file's path.
+func prepareDataDir(dir string) (string, error) {
+	bad := func(problem string, err error) error {
+		return &settingError{Var: "DATA_DIR", Problem: fmt.Sprintf("%q %s: %v", dir, problem, err)}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", bad("cannot be created", err)
+	}
+	// SQLite creates its -wal and -shm files beside the database.
+	probe, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		return "", bad("is not writable", err)
+	}
+	_ = probe.Close()
+	_ = os.Remove(probe.Name())
+	path := filepath.Join(dir, sqlite.FileName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return "", bad("is not writable", err)
+	}
+	_ = f.Close()
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", bad("cannot be resolved", err)
+	}
+	return abs, nil
 }
 
 func checkListenAddr(addr string) error {

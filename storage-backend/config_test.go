@@ -36,6 +36,25 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 }
 
+// Without DATABASE_URL (unset or empty), the embedded store in DATA_DIR
+// keeps the records.
+func TestLoadConfigEmbedded(t *testing.T) {
+	t.Parallel()
+	for _, environ := range []map[string]string{{}, {"DATABASE_URL": ""}} {
+		cfg, err := loadConfig(environ)
+		if err != nil {
+			t.Fatalf("loadConfig(%v): %v", environ, err)
+		}
+		if cfg.pool != nil || cfg.DataDir != "./data" {
+			t.Errorf("loadConfig(%v): pool %v, DataDir %q; want no pool and ./data", environ, cfg.pool, cfg.DataDir)
+		}
+	}
+	cfg, err := loadConfig(map[string]string{"DATA_DIR": "/var/lib/storage"})
+	if err != nil || cfg.DataDir != "/var/lib/storage" {
+		t.Errorf("DATA_DIR set: %q, %v", cfg.DataDir, err)
+	}
+}
+
 func TestLoadConfigSet(t *testing.T) {
 	t.Parallel()
 	cfg, err := loadConfig(map[string]string{
@@ -63,10 +82,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		environ map[string]string
 		want    string // the whole message, or a part naming the variable
 	}{
-		{"DATABASE_URL missing", map[string]string{},
-			"DATABASE_URL: required (postgres://user@host:5432/db)"},
-		{"DATABASE_URL empty", map[string]string{"DATABASE_URL": ""},
-			"DATABASE_URL: required"},
+		{"DATA_DIR blank", map[string]string{"DATA_DIR": "  "},
+			"invalid setting DATA_DIR: is empty"},
 		{"DATABASE_URL without scheme", map[string]string{"DATABASE_URL": "app@db.internal:5432/storage"},
 			"invalid setting DATABASE_URL: "},
 		{"DATABASE_URL of another scheme", map[string]string{"DATABASE_URL": "http://db.internal/storage"},

@@ -1,5 +1,6 @@
 // Command storage-backend is the plain backend behind the auth proxy: it
-// stores JSON records per device in PostgreSQL and trusts the identity
+// stores JSON records per device, in PostgreSQL or, when no DATABASE_URL is
+// set, in an embedded SQLite database in DATA_DIR, and trusts the identity
 // headers the proxy sets, so it must only be reachable through the proxy
 // (it listens on the loopback interface by default).
 //
@@ -8,9 +9,9 @@
 //	storage-backend [serve]                   serve the storage API
 //	storage-backend migrate [up|down|status]  apply, roll back one, or list migrations
 //
-// Settings come from the environment: LISTEN_ADDR, DATABASE_URL,
-// MAX_BODY_BYTES, AUTO_MIGRATE and LOG_LEVEL (see README.md). Exit status is
-// 0 on success, 1 on failure and 2 on bad usage or settings.
+// Settings come from the environment: LISTEN_ADDR, DATABASE_URL (or
+// DATA_DIR), MAX_BODY_BYTES, AUTO_MIGRATE and LOG_LEVEL (see README.md).
+// Exit status is 0 on success, 1 on failure and 2 on bad usage or settings.
 package main
 
 import (
@@ -27,19 +28,19 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/authsidecar/authsidecar/storage-backend/internal/httpapi"
-	"github.com/authsidecar/authsidecar/storage-backend/internal/postgres"
+	"github.com/authsidecar/authsidecar/storage-backend/internal/schema"
 )
 
 const usage = `usage:
   storage-backend [serve]                   serve the storage API
   storage-backend migrate [up|down|status]  apply pending migrations (default),
                                             roll back the newest one, or list them
-settings (environment): LISTEN_ADDR, DATABASE_URL, MAX_BODY_BYTES, AUTO_MIGRATE, LOG_LEVEL
+settings (environment): LISTEN_ADDR, DATABASE_URL (unset: the embedded store in DATA_DIR),
+  MAX_BODY_BYTES, AUTO_MIGRATE, LOG_LEVEL
 `
 
 // version is set at build time (-ldflags "-X main.version=...").
@@ -83,6 +84,9 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 		return exitUsage
 	}
 	cfg, err := loadConfig(environ)
+	if err == nil && cfg.pool == nil {
+		cfg.dbPath, err = prepareDataDir(cfg.DataDir)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "storage-backend: %s\n", oneLine(err))
 		return exitUsage
@@ -119,9 +123,9 @@ func parseArgs(args []string) (command, error) {
 		}
 		switch sub {
 		case "up":
-			return migrate(postgres.Up), nil
+			return migrate(schema.Up), nil
 		case "down":
-			return migrate(postgres.Down), nil
+			return migrate(schema.Down), nil
 		case "status":
 			return migrateStatus, nil
 		}
@@ -132,15 +136,16 @@ func parseArgs(args []string) (command, error) {
 }
 
 func serve(ctx context.Context, cfg config, logger *zap.Logger, _ io.Writer) error {
-	pool, err := pgxpool.NewWithConfig(ctx, cfg.pool)
+	db, err := openDatabase(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("database: %w", err)
+		return err
 	}
 	// Deferred first, so it runs last: after the server has drained.
-	defer pool.Close()
+	defer db.close()
+	db.logStore(logger)
 
 	if cfg.AutoMigrate {
-		applied, err := postgres.Migrate(ctx, pool, postgres.Up)
+		applied, err := db.migrate(ctx, schema.Up)
 		if err != nil {
 			return err
 		}
@@ -150,10 +155,10 @@ func serve(ctx context.Context, cfg config, logger *zap.Logger, _ io.Writer) err
 	}
 
 	api := &httpapi.API{
-		Store:        postgres.NewStore(pool),
+		Store:        db.store,
 		Logger:       logger,
 		MaxBodyBytes: cfg.MaxBodyBytes,
-		Ready:        func(ctx context.Context) error { return postgres.Ready(ctx, pool) },
+		Ready:        db.ready,
 	}
 	errorLog, err := zap.NewStdLogAt(logger.Named("http"), zapcore.WarnLevel)
 	if err != nil {
@@ -197,15 +202,16 @@ func serve(ctx context.Context, cfg config, logger *zap.Logger, _ io.Writer) err
 	return nil
 }
 
-func migrate(dir postgres.Direction) command {
+func migrate(dir schema.Direction) command {
 	return func(ctx context.Context, cfg config, _ *zap.Logger, stdout io.Writer) error {
-		pool, err := pgxpool.NewWithConfig(ctx, cfg.pool)
+		db, err := openDatabase(ctx, cfg)
 		if err != nil {
-			return fmt.Errorf("database: %w", err)
+			return err
 		}
-		defer pool.Close()
+		defer db.close()
+		printStore(stdout, db)
 
-		done, err := postgres.Migrate(ctx, pool, dir)
+		done, err := db.migrate(ctx, dir)
 		if err != nil {
 			return err
 		}
@@ -213,7 +219,7 @@ func migrate(dir postgres.Direction) command {
 			fmt.Fprintln(stdout, "no pending migrations")
 		}
 		verb := "applied"
-		if dir == postgres.Down {
+		if dir == schema.Down {
 			verb = "rolled back"
 		}
 		for _, m := range done {
@@ -224,13 +230,14 @@ func migrate(dir postgres.Direction) command {
 }
 
 func migrateStatus(ctx context.Context, cfg config, _ *zap.Logger, stdout io.Writer) error {
-	pool, err := pgxpool.NewWithConfig(ctx, cfg.pool)
+	db, err := openDatabase(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("database: %w", err)
+		return err
 	}
-	defer pool.Close()
+	defer db.close()
+	printStore(stdout, db)
 
-	list, err := postgres.Status(ctx, pool)
+	list, err := db.status(ctx)
 	if err != nil {
 		return err
 	}
@@ -244,6 +251,12 @@ func migrateStatus(ctx context.Context, cfg config, _ *zap.Logger, stdout io.Wri
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", m.Version, m.Name, state, at)
 	}
 	return tw.Flush()
+}
+
+// printStore starts a migrate command's output with the store it works on,
+// so that a command run without DATABASE_URL by mistake says so.
+func printStore(w io.Writer, db *database) {
+	fmt.Fprintf(w, "store: %s %s\n", db.kind, db.where)
 }
 
 // newLogger writes JSON lines at level and above to w.

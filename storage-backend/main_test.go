@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -76,15 +77,29 @@ func TestHelp(t *testing.T) {
 
 func TestBadSettingStopsBeforeAnything(t *testing.T) {
 	t.Parallel()
-	code, stdout, stderr := runCmd(t, map[string]string{}, "serve")
-	if code != exitUsage {
-		t.Errorf("exit %d, want 2", code)
+	// A DATA_DIR that cannot be a directory (its parent is a file; being
+	// root does not help here, unlike with permissions).
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
 	}
-	if want := "storage-backend: DATABASE_URL: required (postgres://user@host:5432/db)\n"; stderr != want {
-		t.Errorf("stderr = %q, want %q", stderr, want)
+	for _, cmd := range []string{"serve", "migrate"} {
+		code, stdout, stderr := runCmd(t, map[string]string{"DATA_DIR": filepath.Join(file, "data")}, cmd)
+		if code != exitUsage {
+			t.Errorf("%s: exit %d, want 2", cmd, code)
+		}
+		if !strings.HasPrefix(stderr, "storage-backend: invalid setting DATA_DIR: ") || !strings.Contains(stderr, "cannot be created") ||
+			strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%s: stderr = %q, want one line naming DATA_DIR", cmd, stderr)
+		}
+		if stdout != "" {
+			t.Errorf("%s: stdout = %q, want nothing", cmd, stdout)
+		}
 	}
-	if stdout != "" {
-		t.Errorf("stdout = %q, want nothing", stdout)
+	// DATA_DIR is a file.
+	code, _, stderr := runCmd(t, map[string]string{"DATA_DIR": file}, "serve")
+	if code != exitUsage || !strings.HasPrefix(stderr, "storage-backend: invalid setting DATA_DIR: ") {
+		t.Errorf("DATA_DIR a file: exit %d, stderr %q", code, stderr)
 	}
 
 	code, _, stderr = runCmd(t, map[string]string{"DATABASE_URL": testDatabaseURL, "MAX_BODY_BYTES": "abc"})
@@ -93,13 +108,49 @@ func TestBadSettingStopsBeforeAnything(t *testing.T) {
 	}
 }
 
+// testStores give a command test the settings for a database of its own,
+// of each kind: every command works the same on either.
+var testStores = []struct {
+	name    string
+	environ func(t *testing.T) map[string]string
+}{
+	{"postgres", func(t *testing.T) map[string]string {
+		return map[string]string{"DATABASE_URL": pgtest.URL(t)}
+	}},
+	{"sqlite", func(t *testing.T) map[string]string {
+		return map[string]string{"DATA_DIR": filepath.Join(t.TempDir(), "data")}
+	}},
+}
+
+// eachStore runs test once per store kind, in parallel subtests, with the
+// settings that select it.
+func eachStore(t *testing.T, test func(t *testing.T, environ map[string]string)) {
+	t.Helper()
+	for _, st := range testStores {
+		t.Run(st.name, func(t *testing.T) {
+			t.Parallel()
+			test(t, st.environ(t))
+		})
+	}
+}
+
 func TestMigrateCommands(t *testing.T) {
 	t.Parallel()
-	environ := map[string]string{"DATABASE_URL": pgtest.URL(t)}
+	eachStore(t, testMigrateCommands)
+}
 
+func testMigrateCommands(t *testing.T, environ map[string]string) {
 	code, stdout, stderr := runCmd(t, environ, "migrate", "status")
 	if code != exitOK || !strings.Contains(stdout, "create_storage_records") || !strings.Contains(stdout, "pending") {
 		t.Fatalf("status before up: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	// The first line says which store the command works on.
+	wantStore := "store: PostgreSQL "
+	if environ["DATABASE_URL"] == "" {
+		wantStore = "store: SQLite " + filepath.Join(environ["DATA_DIR"], "storage.db") + "\n"
+	}
+	if !strings.HasPrefix(stdout, wantStore) {
+		t.Errorf("status output starts %q, want %q", stdout, wantStore)
 	}
 	code, stdout, stderr = runCmd(t, environ, "migrate", "up")
 	if code != exitOK || !strings.Contains(stdout, "applied 1 create_storage_records") {
@@ -137,11 +188,12 @@ func TestUnreachableDatabase(t *testing.T) {
 // on the signal (here: ctx canceled) stops with exit 0.
 func TestServe(t *testing.T) {
 	t.Parallel()
-	environ := map[string]string{
-		"DATABASE_URL": pgtest.URL(t),
-		"LISTEN_ADDR":  "127.0.0.1:0",
-		"LOG_LEVEL":    "debug",
-	}
+	eachStore(t, testServe)
+}
+
+func testServe(t *testing.T, environ map[string]string) {
+	environ["LISTEN_ADDR"] = "127.0.0.1:0"
+	environ["LOG_LEVEL"] = "debug"
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stdout, stderr lockedBuffer
@@ -180,13 +232,64 @@ func TestServe(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve did not stop after the signal")
 	}
+	var storeLine map[string]any
 	for line := range strings.SplitSeq(strings.TrimSpace(stderr.String()), "\n") {
-		if !json.Valid([]byte(line)) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Errorf("log line is not JSON: %q", line)
+		}
+		if msg, _ := m["msg"].(string); strings.HasPrefix(msg, "store: ") && storeLine == nil {
+			storeLine = m
+		}
+	}
+	// The log says which store serves; the embedded one, that it is for one
+	// process and that PostgreSQL is the store for several replicas.
+	switch {
+	case storeLine == nil:
+		t.Errorf("no log line names the store; stderr:\n%s", stderr.String())
+	case environ["DATABASE_URL"] != "":
+		if storeLine["msg"] != "store: PostgreSQL" || storeLine["database"] == nil {
+			t.Errorf("store log line = %v", storeLine)
+		}
+	default:
+		note, _ := storeLine["note"].(string)
+		if storeLine["msg"] != "store: embedded SQLite" || storeLine["path"] != filepath.Join(environ["DATA_DIR"], "storage.db") ||
+			!strings.Contains(note, "one process") || !strings.Contains(note, "PostgreSQL") {
+			t.Errorf("store log line = %v", storeLine)
 		}
 	}
 	if stdout.String() != "" {
 		t.Errorf("serve wrote to stdout: %q", stdout.String())
+	}
+}
+
+// The embedded store's directory is created for its owner only, and the
+// database file is readable by its owner only.
+func TestDataDirModes(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "nested", "data")
+	code, stdout, stderr := runCmd(t, map[string]string{"DATA_DIR": dir}, "migrate")
+	if code != exitOK {
+		t.Fatalf("migrate: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	for path, want := range map[string]os.FileMode{dir: 0o700, filepath.Join(dir, "storage.db"): 0o600} {
+		info, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := info.Mode().Perm(); got != want {
+			t.Errorf("%s: mode %v, want %v", path, got, want)
+		}
+	}
+	// Nothing but the database (and SQLite's own files) is left behind.
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "storage.db") {
+			t.Errorf("DATA_DIR holds %s", e.Name())
+		}
 	}
 }
 
@@ -246,11 +349,12 @@ func TestPackagesHaveDocComments(t *testing.T) {
 // program exits 0.
 func TestDrainFinishesInFlight(t *testing.T) {
 	t.Parallel()
-	environ := map[string]string{
-		"DATABASE_URL": pgtest.URL(t),
-		"LISTEN_ADDR":  "127.0.0.1:0",
-		"DRAIN_DELAY":  "1s",
-	}
+	eachStore(t, testDrainFinishesInFlight)
+}
+
+func testDrainFinishesInFlight(t *testing.T, environ map[string]string) {
+	environ["LISTEN_ADDR"] = "127.0.0.1:0"
+	environ["DRAIN_DELAY"] = "1s"
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stdout, stderr lockedBuffer

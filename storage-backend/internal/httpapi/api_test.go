@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,20 +19,64 @@ import (
 	"github.com/authsidecar/authsidecar/storage-backend/internal/pgtest"
 	"github.com/authsidecar/authsidecar/storage-backend/internal/postgres"
 	"github.com/authsidecar/authsidecar/storage-backend/internal/record"
+	"github.com/authsidecar/authsidecar/storage-backend/internal/schema"
+	"github.com/authsidecar/authsidecar/storage-backend/internal/sqlite"
 )
 
-// newServer starts the API on a migrated schema of the test's own.
-func newServer(t *testing.T, maxBody int64) (*httptest.Server, *httpapi.API) {
+// storeKind opens a store of one kind for a test, on a database of the
+// test's own, migrated or not, and returns it with its readiness check.
+type storeKind struct {
+	name string
+	open func(t testing.TB, migrated bool) (record.Store, func(context.Context) error)
+}
+
+// stores are the stores every HTTP test runs against: the API must answer
+// the same whichever one keeps the records.
+var stores = []storeKind{
+	{"postgres", func(t testing.TB, migrated bool) (record.Store, func(context.Context) error) {
+		pool := pgtest.Pool(t)
+		if migrated {
+			if _, err := postgres.Migrate(context.Background(), pool, postgres.Up); err != nil {
+				t.Fatalf("Migrate: %v", err)
+			}
+		}
+		return postgres.NewStore(pool), func(ctx context.Context) error { return postgres.Ready(ctx, pool) }
+	}},
+	{"sqlite", func(t testing.TB, migrated bool) (record.Store, func(context.Context) error) {
+		db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), sqlite.FileName))
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		t.Cleanup(func() { _ = db.Close() })
+		if migrated {
+			if _, err := sqlite.Migrate(context.Background(), db, schema.Up); err != nil {
+				t.Fatalf("Migrate: %v", err)
+			}
+		}
+		return sqlite.NewStore(db), func(ctx context.Context) error { return sqlite.Ready(ctx, db) }
+	}},
+}
+
+// eachStore runs test once per store, in parallel subtests named after it.
+func eachStore(t *testing.T, test func(t *testing.T, kind storeKind)) {
 	t.Helper()
-	pool := pgtest.Pool(t)
-	if _, err := postgres.Migrate(context.Background(), pool, postgres.Up); err != nil {
-		t.Fatalf("Migrate: %v", err)
+	for _, kind := range stores {
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
+			test(t, kind)
+		})
 	}
+}
+
+// newServer starts the API on a migrated database of the test's own.
+func newServer(t *testing.T, kind storeKind, maxBody int64) (*httptest.Server, *httpapi.API) {
+	t.Helper()
+	store, ready := kind.open(t, true)
 	api := &httpapi.API{
-		Store:        postgres.NewStore(pool),
+		Store:        store,
 		Logger:       zaptest.NewLogger(t),
 		MaxBodyBytes: maxBody,
-		Ready:        func(ctx context.Context) error { return postgres.Ready(ctx, pool) },
+		Ready:        ready,
 	}
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
@@ -110,335 +155,355 @@ func parseTime(t *testing.T, v any) time.Time {
 
 func TestPutCreatesThenReplaces(t *testing.T) {
 	t.Parallel()
-	srv, _ := newServer(t, 0)
+	eachStore(t, func(t *testing.T, kind storeKind) {
+		srv, _ := newServer(t, kind, 0)
 
-	r := do(t, srv, "POST", "/api/storage", "VR-DEVICE-002", `{"key": "test-123", "data": {"score": 10}, "meta": {"app": "unity"}}`)
-	if r.status != http.StatusCreated {
-		t.Fatalf("first POST = %d %s, want 201", r.status, r.body)
-	}
-	first := r.json(t)
-	if first["key"] != "test-123" || len(first) != 3 {
-		t.Errorf("201 body = %s, want key, createdAt, updatedAt", r.body)
-	}
-	created := parseTime(t, first["createdAt"])
-	parseTime(t, first["updatedAt"])
+		r := do(t, srv, "POST", "/api/storage", "VR-DEVICE-002", `{"key": "test-123", "data": {"score": 10}, "meta": {"app": "unity"}}`)
+		if r.status != http.StatusCreated {
+			t.Fatalf("first POST = %d %s, want 201", r.status, r.body)
+		}
+		first := r.json(t)
+		if first["key"] != "test-123" || len(first) != 3 {
+			t.Errorf("201 body = %s, want key, createdAt, updatedAt", r.body)
+		}
+		created := parseTime(t, first["createdAt"])
+		parseTime(t, first["updatedAt"])
 
-	r = do(t, srv, "POST", "/api/storage", "VR-DEVICE-002", `{"key": "test-123", "data": [1, 2]}`)
-	if r.status != http.StatusOK {
-		t.Fatalf("second POST = %d %s, want 200", r.status, r.body)
-	}
-	second := r.json(t)
-	if !parseTime(t, second["createdAt"]).Equal(created) {
-		t.Errorf("createdAt changed on replace: %v -> %v", first["createdAt"], second["createdAt"])
-	}
-	if parseTime(t, second["updatedAt"]).Before(created) {
-		t.Errorf("updatedAt %v is before createdAt %v", second["updatedAt"], first["createdAt"])
-	}
+		r = do(t, srv, "POST", "/api/storage", "VR-DEVICE-002", `{"key": "test-123", "data": [1, 2]}`)
+		if r.status != http.StatusOK {
+			t.Fatalf("second POST = %d %s, want 200", r.status, r.body)
+		}
+		second := r.json(t)
+		if !parseTime(t, second["createdAt"]).Equal(created) {
+			t.Errorf("createdAt changed on replace: %v -> %v", first["createdAt"], second["createdAt"])
+		}
+		if parseTime(t, second["updatedAt"]).Before(created) {
+			t.Errorf("updatedAt %v is before createdAt %v", second["updatedAt"], first["createdAt"])
+		}
 
-	r = do(t, srv, "GET", "/api/storage/test-123", "VR-DEVICE-002", "")
-	if r.status != http.StatusOK {
-		t.Fatalf("GET = %d %s", r.status, r.body)
-	}
-	var got struct {
-		Key       string          `json:"key"`
-		Data      json.RawMessage `json:"data"`
-		Meta      json.RawMessage `json:"meta"`
-		CreatedAt time.Time       `json:"createdAt"`
-		UpdatedAt time.Time       `json:"updatedAt"`
-	}
-	if err := json.Unmarshal(r.body, &got); err != nil {
-		t.Fatal(err)
-	}
-	if got.Key != "test-123" || string(got.Data) != "[1,2]" || string(got.Meta) != "{}" {
-		t.Errorf("GET body = %s, want the replacing record with meta {}", r.body)
-	}
+		r = do(t, srv, "GET", "/api/storage/test-123", "VR-DEVICE-002", "")
+		if r.status != http.StatusOK {
+			t.Fatalf("GET = %d %s", r.status, r.body)
+		}
+		var got struct {
+			Key       string          `json:"key"`
+			Data      json.RawMessage `json:"data"`
+			Meta      json.RawMessage `json:"meta"`
+			CreatedAt time.Time       `json:"createdAt"`
+			UpdatedAt time.Time       `json:"updatedAt"`
+		}
+		if err := json.Unmarshal(r.body, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Key != "test-123" || string(got.Data) != "[1,2]" || string(got.Meta) != "{}" {
+			t.Errorf("GET body = %s, want the replacing record with meta {}", r.body)
+		}
+	})
 }
 
 func TestPutNullDataAndNullMeta(t *testing.T) {
 	t.Parallel()
-	srv, _ := newServer(t, 0)
+	eachStore(t, func(t *testing.T, kind storeKind) {
+		srv, _ := newServer(t, kind, 0)
 
-	// Unknown fields ("version") are ignored.
-	r := do(t, srv, "POST", "/api/storage", "dev", `{"key": "n", "data": null, "meta": null, "version": 2}`)
-	if r.status != http.StatusCreated {
-		t.Fatalf("POST with data null = %d %s, want 201", r.status, r.body)
-	}
-	r = do(t, srv, "GET", "/api/storage/n", "dev", "")
-	m := r.json(t)
-	if v, ok := m["data"]; !ok || v != nil {
-		t.Errorf("data = %v (present %v), want null", v, ok)
-	}
-	if meta, ok := m["meta"].(map[string]any); !ok || len(meta) != 0 {
-		t.Errorf("meta = %v, want {}", m["meta"])
-	}
+		// Unknown fields ("version") are ignored.
+		r := do(t, srv, "POST", "/api/storage", "dev", `{"key": "n", "data": null, "meta": null, "version": 2}`)
+		if r.status != http.StatusCreated {
+			t.Fatalf("POST with data null = %d %s, want 201", r.status, r.body)
+		}
+		r = do(t, srv, "GET", "/api/storage/n", "dev", "")
+		m := r.json(t)
+		if v, ok := m["data"]; !ok || v != nil {
+			t.Errorf("data = %v (present %v), want null", v, ok)
+		}
+		if meta, ok := m["meta"].(map[string]any); !ok || len(meta) != 0 {
+			t.Errorf("meta = %v, want {}", m["meta"])
+		}
+	})
 }
 
 func TestPutInvalid(t *testing.T) {
 	t.Parallel()
-	srv, _ := newServer(t, 0)
+	eachStore(t, func(t *testing.T, kind storeKind) {
+		srv, _ := newServer(t, kind, 0)
 
-	tests := map[string]string{
-		"not JSON":         `key=test`,
-		"empty body":       ``,
-		"truncated":        `{"key": "k", "data": `,
-		"trailing garbage": `{"key": "k", "data": 1} x`,
-		"two objects":      `{"key": "k", "data": 1} {"key": "j", "data": 2}`,
-		"array body":       `[{"key": "k", "data": 1}]`,
-		"key missing":      `{"data": 1}`,
-		"key empty":        `{"key": "", "data": 1}`,
-		"key too long":     `{"key": "` + strings.Repeat("k", 257) + `", "data": 1}`,
-		"key a number":     `{"key": 7, "data": 1}`,
-		"key with NUL":     `{"key": "a\u0000b", "data": 1}`,
-		"data missing":     `{"key": "k"}`,
-		"meta an array":    `{"key": "k", "data": 1, "meta": [1]}`,
-		"meta a string":    `{"key": "k", "data": 1, "meta": "x"}`,
-		"NUL in data":      `{"key": "k", "data": "a\u0000b"}`,
-	}
-	for name, body := range tests {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			wantError(t, do(t, srv, "POST", "/api/storage", "dev", body), http.StatusBadRequest, "invalid_request")
-		})
-	}
-	t.Run("256 characters is fine", func(t *testing.T) {
-		t.Parallel()
-		r := do(t, srv, "POST", "/api/storage", "dev", `{"key": "`+strings.Repeat("é", 256)+`", "data": 1}`)
-		if r.status != http.StatusCreated {
-			t.Fatalf("status = %d %s, want 201", r.status, r.body)
+		tests := map[string]string{
+			"not JSON":         `key=test`,
+			"empty body":       ``,
+			"truncated":        `{"key": "k", "data": `,
+			"trailing garbage": `{"key": "k", "data": 1} x`,
+			"two objects":      `{"key": "k", "data": 1} {"key": "j", "data": 2}`,
+			"array body":       `[{"key": "k", "data": 1}]`,
+			"key missing":      `{"data": 1}`,
+			"key empty":        `{"key": "", "data": 1}`,
+			"key too long":     `{"key": "` + strings.Repeat("k", 257) + `", "data": 1}`,
+			"key a number":     `{"key": 7, "data": 1}`,
+			"key with NUL":     `{"key": "a\u0000b", "data": 1}`,
+			"data missing":     `{"key": "k"}`,
+			"meta an array":    `{"key": "k", "data": 1, "meta": [1]}`,
+			"meta a string":    `{"key": "k", "data": 1, "meta": "x"}`,
+			"NUL in data":      `{"key": "k", "data": "a\u0000b"}`,
 		}
+		for name, body := range tests {
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				wantError(t, do(t, srv, "POST", "/api/storage", "dev", body), http.StatusBadRequest, "invalid_request")
+			})
+		}
+		t.Run("256 characters is fine", func(t *testing.T) {
+			t.Parallel()
+			r := do(t, srv, "POST", "/api/storage", "dev", `{"key": "`+strings.Repeat("é", 256)+`", "data": 1}`)
+			if r.status != http.StatusCreated {
+				t.Fatalf("status = %d %s, want 201", r.status, r.body)
+			}
+		})
 	})
 }
 
 func TestBodyTooLarge(t *testing.T) {
 	t.Parallel()
-	srv, _ := newServer(t, 64)
+	eachStore(t, func(t *testing.T, kind storeKind) {
+		srv, _ := newServer(t, kind, 64)
 
-	big := `{"key": "k", "data": "` + strings.Repeat("x", 100) + `"}`
-	wantError(t, do(t, srv, "POST", "/api/storage", "dev", big), http.StatusRequestEntityTooLarge, "body_too_large")
-	// The limit also covers what follows a valid object.
-	trailing := `{"key": "k", "data": 1}` + strings.Repeat(" ", 100)
-	wantError(t, do(t, srv, "POST", "/api/storage", "dev", trailing), http.StatusRequestEntityTooLarge, "body_too_large")
+		big := `{"key": "k", "data": "` + strings.Repeat("x", 100) + `"}`
+		wantError(t, do(t, srv, "POST", "/api/storage", "dev", big), http.StatusRequestEntityTooLarge, "body_too_large")
+		// The limit also covers what follows a valid object.
+		trailing := `{"key": "k", "data": 1}` + strings.Repeat(" ", 100)
+		wantError(t, do(t, srv, "POST", "/api/storage", "dev", trailing), http.StatusRequestEntityTooLarge, "body_too_large")
 
-	if r := do(t, srv, "POST", "/api/storage", "dev", `{"key": "k", "data": 1}`); r.status != http.StatusCreated {
-		t.Fatalf("small body = %d %s, want 201", r.status, r.body)
-	}
+		if r := do(t, srv, "POST", "/api/storage", "dev", `{"key": "k", "data": 1}`); r.status != http.StatusCreated {
+			t.Fatalf("small body = %d %s, want 201", r.status, r.body)
+		}
+	})
 }
 
 func TestUnauthorized(t *testing.T) {
 	t.Parallel()
-	srv, _ := newServer(t, 0)
+	eachStore(t, func(t *testing.T, kind storeKind) {
+		srv, _ := newServer(t, kind, 0)
 
-	for _, tc := range []struct{ method, path, body string }{
-		{"POST", "/api/storage", `{"key": "k", "data": 1}`},
-		{"GET", "/api/storage", ""},
-		{"GET", "/api/storage/k", ""},
-		{"DELETE", "/api/storage/k", ""},
-		{"PUT", "/api/storage", ""},
-		{"GET", "/elsewhere", ""},
-	} {
-		wantError(t, do(t, srv, tc.method, tc.path, "", tc.body), http.StatusUnauthorized, "unauthorized")
-	}
+		for _, tc := range []struct{ method, path, body string }{
+			{"POST", "/api/storage", `{"key": "k", "data": 1}`},
+			{"GET", "/api/storage", ""},
+			{"GET", "/api/storage/k", ""},
+			{"DELETE", "/api/storage/k", ""},
+			{"PUT", "/api/storage", ""},
+			{"GET", "/elsewhere", ""},
+		} {
+			wantError(t, do(t, srv, tc.method, tc.path, "", tc.body), http.StatusUnauthorized, "unauthorized")
+		}
 
-	// An empty header is no identity either.
-	req, _ := http.NewRequest("GET", srv.URL+"/api/storage", nil)
-	req.Header.Set(httpapi.DeviceHeader, "")
-	res, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusUnauthorized {
-		t.Errorf("empty %s: status %d, want 401", httpapi.DeviceHeader, res.StatusCode)
-	}
+		// An empty header is no identity either.
+		req, _ := http.NewRequest("GET", srv.URL+"/api/storage", nil)
+		req.Header.Set(httpapi.DeviceHeader, "")
+		res, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusUnauthorized {
+			t.Errorf("empty %s: status %d, want 401", httpapi.DeviceHeader, res.StatusCode)
+		}
 
-	// Go canonicalizes header names: the proxy's spelling does not matter.
-	req, _ = http.NewRequest("GET", srv.URL+"/api/storage", nil)
-	req.Header["x-auth-device-id"] = []string{"dev"}
-	res, err = srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Errorf("lower-case header: status %d, want 200", res.StatusCode)
-	}
+		// Go canonicalizes header names: the proxy's spelling does not matter.
+		req, _ = http.NewRequest("GET", srv.URL+"/api/storage", nil)
+		req.Header["x-auth-device-id"] = []string{"dev"}
+		res, err = srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Errorf("lower-case header: status %d, want 200", res.StatusCode)
+		}
+	})
 }
 
 func TestNotFoundAndMethodNotAllowed(t *testing.T) {
 	t.Parallel()
-	srv, _ := newServer(t, 0)
+	eachStore(t, func(t *testing.T, kind storeKind) {
+		srv, _ := newServer(t, kind, 0)
 
-	wantError(t, do(t, srv, "GET", "/api/storage/missing", "dev", ""), http.StatusNotFound, "not_found")
-	wantError(t, do(t, srv, "DELETE", "/api/storage/missing", "dev", ""), http.StatusNotFound, "not_found")
-	wantError(t, do(t, srv, "GET", "/api/other", "dev", ""), http.StatusNotFound, "not_found")
-	wantError(t, do(t, srv, "GET", "/", "dev", ""), http.StatusNotFound, "not_found")
+		wantError(t, do(t, srv, "GET", "/api/storage/missing", "dev", ""), http.StatusNotFound, "not_found")
+		wantError(t, do(t, srv, "DELETE", "/api/storage/missing", "dev", ""), http.StatusNotFound, "not_found")
+		wantError(t, do(t, srv, "GET", "/api/other", "dev", ""), http.StatusNotFound, "not_found")
+		wantError(t, do(t, srv, "GET", "/", "dev", ""), http.StatusNotFound, "not_found")
 
-	for _, tc := range []struct{ method, path, allow string }{
-		{"PUT", "/api/storage", "GET, HEAD, POST"},
-		{"DELETE", "/api/storage", "GET, HEAD, POST"},
-		{"POST", "/api/storage/k", "GET, HEAD, DELETE"},
-		{"PATCH", "/api/storage/k", "GET, HEAD, DELETE"},
-		{"POST", "/healthz", "GET, HEAD"},
-		{"DELETE", "/readyz", "GET, HEAD"},
-	} {
-		r := do(t, srv, tc.method, tc.path, "dev", "")
-		wantError(t, r, http.StatusMethodNotAllowed, "method_not_allowed")
-		if got := r.header.Get("Allow"); got != tc.allow {
-			t.Errorf("%s %s: Allow = %q, want %q", tc.method, tc.path, got, tc.allow)
+		for _, tc := range []struct{ method, path, allow string }{
+			{"PUT", "/api/storage", "GET, HEAD, POST"},
+			{"DELETE", "/api/storage", "GET, HEAD, POST"},
+			{"POST", "/api/storage/k", "GET, HEAD, DELETE"},
+			{"PATCH", "/api/storage/k", "GET, HEAD, DELETE"},
+			{"POST", "/healthz", "GET, HEAD"},
+			{"DELETE", "/readyz", "GET, HEAD"},
+		} {
+			r := do(t, srv, tc.method, tc.path, "dev", "")
+			wantError(t, r, http.StatusMethodNotAllowed, "method_not_allowed")
+			if got := r.header.Get("Allow"); got != tc.allow {
+				t.Errorf("%s %s: Allow = %q, want %q", tc.method, tc.path, got, tc.allow)
+			}
 		}
-	}
+	})
 }
 
 func TestKeysWithSlashesAndEscapes(t *testing.T) {
 	t.Parallel()
-	srv, _ := newServer(t, 0)
+	eachStore(t, func(t *testing.T, kind storeKind) {
+		srv, _ := newServer(t, kind, 0)
 
-	if r := do(t, srv, "POST", "/api/storage", "dev", `{"key": "runs/2024 05/1", "data": 1}`); r.status != http.StatusCreated {
-		t.Fatalf("POST = %d %s", r.status, r.body)
-	}
-	r := do(t, srv, "GET", "/api/storage/runs/2024%2005/1", "dev", "")
-	if r.status != http.StatusOK || r.json(t)["key"] != "runs/2024 05/1" {
-		t.Fatalf("GET = %d %s", r.status, r.body)
-	}
-	if r := do(t, srv, "DELETE", "/api/storage/runs/2024%2005/1", "dev", ""); r.status != http.StatusNoContent {
-		t.Fatalf("DELETE = %d %s", r.status, r.body)
-	}
-	// An empty key can never exist.
-	wantError(t, do(t, srv, "GET", "/api/storage/", "dev", ""), http.StatusBadRequest, "invalid_request")
+		if r := do(t, srv, "POST", "/api/storage", "dev", `{"key": "runs/2024 05/1", "data": 1}`); r.status != http.StatusCreated {
+			t.Fatalf("POST = %d %s", r.status, r.body)
+		}
+		r := do(t, srv, "GET", "/api/storage/runs/2024%2005/1", "dev", "")
+		if r.status != http.StatusOK || r.json(t)["key"] != "runs/2024 05/1" {
+			t.Fatalf("GET = %d %s", r.status, r.body)
+		}
+		if r := do(t, srv, "DELETE", "/api/storage/runs/2024%2005/1", "dev", ""); r.status != http.StatusNoContent {
+			t.Fatalf("DELETE = %d %s", r.status, r.body)
+		}
+		// An empty key can never exist.
+		wantError(t, do(t, srv, "GET", "/api/storage/", "dev", ""), http.StatusBadRequest, "invalid_request")
+	})
 }
 
 func TestList(t *testing.T) {
 	t.Parallel()
-	srv, _ := newServer(t, 0)
+	eachStore(t, func(t *testing.T, kind storeKind) {
+		srv, _ := newServer(t, kind, 0)
 
-	r := do(t, srv, "GET", "/api/storage", "dev", "")
-	if r.status != http.StatusOK || strings.TrimSpace(string(r.body)) != `{"items":[]}` {
-		t.Fatalf("empty list = %d %s, want 200 {\"items\":[]}", r.status, r.body)
-	}
+		r := do(t, srv, "GET", "/api/storage", "dev", "")
+		if r.status != http.StatusOK || strings.TrimSpace(string(r.body)) != `{"items":[]}` {
+			t.Fatalf("empty list = %d %s, want 200 {\"items\":[]}", r.status, r.body)
+		}
 
-	for _, key := range []string{"s-2", "s-1", "t-1", "s_3", "s%4"} {
-		if r := do(t, srv, "POST", "/api/storage", "dev", `{"key": "`+key+`", "data": {"big": "payload"}}`); r.status != http.StatusCreated {
-			t.Fatalf("POST %s = %d %s", key, r.status, r.body)
-		}
-	}
-	do(t, srv, "POST", "/api/storage", "other", `{"key": "s-0", "data": 1}`)
-
-	keys := func(r response) string {
-		t.Helper()
-		var body struct {
-			Items []map[string]any `json:"items"`
-		}
-		if err := json.Unmarshal(r.body, &body); err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, it := range body.Items {
-			if _, ok := it["data"]; ok {
-				t.Errorf("list item carries data: %v", it)
+		for _, key := range []string{"s-2", "s-1", "t-1", "s_3", "s%4"} {
+			if r := do(t, srv, "POST", "/api/storage", "dev", `{"key": "`+key+`", "data": {"big": "payload"}}`); r.status != http.StatusCreated {
+				t.Fatalf("POST %s = %d %s", key, r.status, r.body)
 			}
-			parseTime(t, it["createdAt"])
-			parseTime(t, it["updatedAt"])
-			out = append(out, it["key"].(string))
 		}
-		return strings.Join(out, ",")
-	}
-	for query, want := range map[string]string{
-		"":                    "s%4,s-1,s-2,s_3,t-1",
-		"?prefix=s-":          "s-1,s-2",
-		"?prefix=s-&limit=1":  "s-1",
-		"?limit=2":            "s%4,s-1",
-		"?prefix=s%25":        "s%4", // a literal '%', not a wildcard
-		"?prefix=s_":          "s_3", // a literal '_'
-		"?prefix=none":        "",
-		"?limit=1000":         "s%4,s-1,s-2,s_3,t-1",
-		"?prefix=&limit=100":  "s%4,s-1,s-2,s_3,t-1",
-		"?prefix=t&limit=100": "t-1",
-	} {
-		r := do(t, srv, "GET", "/api/storage"+query, "dev", "")
-		if r.status != http.StatusOK {
-			t.Fatalf("GET %s = %d %s", query, r.status, r.body)
+		do(t, srv, "POST", "/api/storage", "other", `{"key": "s-0", "data": 1}`)
+
+		keys := func(r response) string {
+			t.Helper()
+			var body struct {
+				Items []map[string]any `json:"items"`
+			}
+			if err := json.Unmarshal(r.body, &body); err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, it := range body.Items {
+				if _, ok := it["data"]; ok {
+					t.Errorf("list item carries data: %v", it)
+				}
+				parseTime(t, it["createdAt"])
+				parseTime(t, it["updatedAt"])
+				out = append(out, it["key"].(string))
+			}
+			return strings.Join(out, ",")
 		}
-		if got := keys(r); got != want {
-			t.Errorf("GET %s = %s, want %s", query, got, want)
+		for query, want := range map[string]string{
+			"":                    "s%4,s-1,s-2,s_3,t-1",
+			"?prefix=s-":          "s-1,s-2",
+			"?prefix=s-&limit=1":  "s-1",
+			"?limit=2":            "s%4,s-1",
+			"?prefix=s%25":        "s%4", // a literal '%', not a wildcard
+			"?prefix=s_":          "s_3", // a literal '_'
+			"?prefix=none":        "",
+			"?limit=1000":         "s%4,s-1,s-2,s_3,t-1",
+			"?prefix=&limit=100":  "s%4,s-1,s-2,s_3,t-1",
+			"?prefix=t&limit=100": "t-1",
+		} {
+			r := do(t, srv, "GET", "/api/storage"+query, "dev", "")
+			if r.status != http.StatusOK {
+				t.Fatalf("GET %s = %d %s", query, r.status, r.body)
+			}
+			if got := keys(r); got != want {
+				t.Errorf("GET %s = %s, want %s", query, got, want)
+			}
 		}
-	}
-	for _, query := range []string{"?limit=abc", "?limit=0", "?limit=-1", "?limit=1001", "?limit=1.5"} {
-		wantError(t, do(t, srv, "GET", "/api/storage"+query, "dev", ""), http.StatusBadRequest, "invalid_request")
-	}
+		for _, query := range []string{"?limit=abc", "?limit=0", "?limit=-1", "?limit=1001", "?limit=1.5"} {
+			wantError(t, do(t, srv, "GET", "/api/storage"+query, "dev", ""), http.StatusBadRequest, "invalid_request")
+		}
+	})
 }
 
 func TestDelete(t *testing.T) {
 	t.Parallel()
-	srv, _ := newServer(t, 0)
+	eachStore(t, func(t *testing.T, kind storeKind) {
+		srv, _ := newServer(t, kind, 0)
 
-	do(t, srv, "POST", "/api/storage", "dev", `{"key": "k", "data": 1}`)
-	r := do(t, srv, "DELETE", "/api/storage/k", "dev", "")
-	if r.status != http.StatusNoContent || len(r.body) != 0 {
-		t.Fatalf("DELETE = %d %q, want 204 without body", r.status, r.body)
-	}
-	wantError(t, do(t, srv, "GET", "/api/storage/k", "dev", ""), http.StatusNotFound, "not_found")
-	wantError(t, do(t, srv, "DELETE", "/api/storage/k", "dev", ""), http.StatusNotFound, "not_found")
+		do(t, srv, "POST", "/api/storage", "dev", `{"key": "k", "data": 1}`)
+		r := do(t, srv, "DELETE", "/api/storage/k", "dev", "")
+		if r.status != http.StatusNoContent || len(r.body) != 0 {
+			t.Fatalf("DELETE = %d %q, want 204 without body", r.status, r.body)
+		}
+		wantError(t, do(t, srv, "GET", "/api/storage/k", "dev", ""), http.StatusNotFound, "not_found")
+		wantError(t, do(t, srv, "DELETE", "/api/storage/k", "dev", ""), http.StatusNotFound, "not_found")
+	})
 }
 
 func TestDeviceIsolation(t *testing.T) {
 	t.Parallel()
-	srv, _ := newServer(t, 0)
+	eachStore(t, func(t *testing.T, kind storeKind) {
+		srv, _ := newServer(t, kind, 0)
 
-	if r := do(t, srv, "POST", "/api/storage", "device-b", `{"key": "secret", "data": "b's"}`); r.status != http.StatusCreated {
-		t.Fatalf("POST as B = %d", r.status)
-	}
-	wantError(t, do(t, srv, "GET", "/api/storage/secret", "device-a", ""), http.StatusNotFound, "not_found")
-	wantError(t, do(t, srv, "DELETE", "/api/storage/secret", "device-a", ""), http.StatusNotFound, "not_found")
-	if r := do(t, srv, "GET", "/api/storage", "device-a", ""); !bytes.Contains(r.body, []byte(`"items":[]`)) {
-		t.Errorf("A's list = %s, want empty", r.body)
-	}
-	// The same key written by A is A's own record, not a replacement of B's.
-	if r := do(t, srv, "POST", "/api/storage", "device-a", `{"key": "secret", "data": "a's"}`); r.status != http.StatusCreated {
-		t.Errorf("POST same key as A = %d, want 201", r.status)
-	}
-	r := do(t, srv, "GET", "/api/storage/secret", "device-b", "")
-	if r.status != http.StatusOK || r.json(t)["data"] != "b's" {
-		t.Errorf("B's record after A's writes = %d %s", r.status, r.body)
-	}
+		if r := do(t, srv, "POST", "/api/storage", "device-b", `{"key": "secret", "data": "b's"}`); r.status != http.StatusCreated {
+			t.Fatalf("POST as B = %d", r.status)
+		}
+		wantError(t, do(t, srv, "GET", "/api/storage/secret", "device-a", ""), http.StatusNotFound, "not_found")
+		wantError(t, do(t, srv, "DELETE", "/api/storage/secret", "device-a", ""), http.StatusNotFound, "not_found")
+		if r := do(t, srv, "GET", "/api/storage", "device-a", ""); !bytes.Contains(r.body, []byte(`"items":[]`)) {
+			t.Errorf("A's list = %s, want empty", r.body)
+		}
+		// The same key written by A is A's own record, not a replacement of B's.
+		if r := do(t, srv, "POST", "/api/storage", "device-a", `{"key": "secret", "data": "a's"}`); r.status != http.StatusCreated {
+			t.Errorf("POST same key as A = %d, want 201", r.status)
+		}
+		r := do(t, srv, "GET", "/api/storage/secret", "device-b", "")
+		if r.status != http.StatusOK || r.json(t)["data"] != "b's" {
+			t.Errorf("B's record after A's writes = %d %s", r.status, r.body)
+		}
+	})
 }
 
 func TestProbes(t *testing.T) {
 	t.Parallel()
-	srv, api := newServer(t, 0)
+	eachStore(t, func(t *testing.T, kind storeKind) {
+		srv, api := newServer(t, kind, 0)
 
-	// No identity needed.
-	if r := do(t, srv, "GET", "/healthz", "", ""); r.status != http.StatusOK {
-		t.Errorf("healthz = %d %s", r.status, r.body)
-	}
-	if r := do(t, srv, "GET", "/readyz", "", ""); r.status != http.StatusOK {
-		t.Errorf("readyz = %d %s", r.status, r.body)
-	}
-	api.Drain()
-	wantError(t, do(t, srv, "GET", "/readyz", "", ""), http.StatusServiceUnavailable, "unavailable")
-	if r := do(t, srv, "GET", "/healthz", "", ""); r.status != http.StatusOK {
-		t.Errorf("healthz while draining = %d, want 200", r.status)
-	}
+		// No identity needed.
+		if r := do(t, srv, "GET", "/healthz", "", ""); r.status != http.StatusOK {
+			t.Errorf("healthz = %d %s", r.status, r.body)
+		}
+		if r := do(t, srv, "GET", "/readyz", "", ""); r.status != http.StatusOK {
+			t.Errorf("readyz = %d %s", r.status, r.body)
+		}
+		api.Drain()
+		wantError(t, do(t, srv, "GET", "/readyz", "", ""), http.StatusServiceUnavailable, "unavailable")
+		if r := do(t, srv, "GET", "/healthz", "", ""); r.status != http.StatusOK {
+			t.Errorf("healthz while draining = %d, want 200", r.status)
+		}
+	})
 }
 
 func TestReadyzWithoutSchema(t *testing.T) {
 	t.Parallel()
-	pool := pgtest.Pool(t) // not migrated
-	api := &httpapi.API{
-		Store: postgres.NewStore(pool),
-		Ready: func(ctx context.Context) error { return postgres.Ready(ctx, pool) },
-	}
-	srv := httptest.NewServer(api)
-	t.Cleanup(srv.Close)
-	wantError(t, do(t, srv, "GET", "/readyz", "", ""), http.StatusServiceUnavailable, "unavailable")
+	eachStore(t, func(t *testing.T, kind storeKind) {
+		store, ready := kind.open(t, false) // not migrated
+		srv := httptest.NewServer(&httpapi.API{Store: store, Ready: ready})
+		t.Cleanup(srv.Close)
+		wantError(t, do(t, srv, "GET", "/readyz", "", ""), http.StatusServiceUnavailable, "unavailable")
+	})
 
 	// A database that does not answer.
 	down := &httpapi.API{
-		Store: postgres.NewStore(pool),
+		Store: brokenStore{},
 		Ready: func(context.Context) error { return errors.New("connection refused") },
 	}
-	srv2 := httptest.NewServer(down)
-	t.Cleanup(srv2.Close)
-	wantError(t, do(t, srv2, "GET", "/readyz", "", ""), http.StatusServiceUnavailable, "unavailable")
+	srv := httptest.NewServer(down)
+	t.Cleanup(srv.Close)
+	wantError(t, do(t, srv, "GET", "/readyz", "", ""), http.StatusServiceUnavailable, "unavailable")
 }
 
 // brokenStore fails every call the way a lost database connection would.

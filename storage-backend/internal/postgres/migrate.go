@@ -7,48 +7,38 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
-	"path"
-	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
+
+	"github.com/authsidecar/authsidecar/storage-backend/internal/schema"
 )
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// versionTable records which migrations are applied. It is not goose's
-// default name, so that the proxy's migrations (also goose) can share a
-// database and schema with ours without the two histories mixing.
-const versionTable = "storage_schema_migrations"
-
-// Direction says which way Migrate goes.
-type Direction int
+// The migration vocabulary is shared with the embedded store (package schema).
+type (
+	// Direction says which way Migrate goes.
+	Direction = schema.Direction
+	// Migration is one migration and, where known, its state in the database.
+	Migration = schema.Migration
+)
 
 const (
 	// Up applies every pending migration.
-	Up Direction = iota + 1
+	Up = schema.Up
 	// Down rolls back the newest applied migration.
-	Down
+	Down = schema.Down
 )
-
-// Migration is one migration and, where known, its state in the database.
-type Migration struct {
-	Version int64
-	Name    string // the file name without version and extension
-	Applied bool
-	// AppliedAt is when it was applied (only from Status, zero when pending).
-	AppliedAt time.Time
-}
 
 var (
 	// ErrNothingToRollBack is returned by Migrate(Down) when no migration is applied.
-	ErrNothingToRollBack = errors.New("no migration is applied; nothing to roll back")
+	ErrNothingToRollBack = schema.ErrNothingToRollBack
 	// ErrSchemaNotCurrent is returned by CheckSchema when migrations are pending.
-	ErrSchemaNotCurrent = errors.New("database schema is not current: migrations are pending")
+	ErrSchemaNotCurrent = schema.ErrSchemaNotCurrent
 )
 
 // Migrate applies the pending migrations (Up) or rolls back the newest one
@@ -62,30 +52,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, dir Direction) ([]Migratio
 		return nil, err
 	}
 	defer closeDB()
-
-	switch dir {
-	case Up:
-		results, err := p.Up(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("apply migrations: %w", err)
-		}
-		done := make([]Migration, 0, len(results))
-		for _, r := range results {
-			done = append(done, fromSource(r.Source, true))
-		}
-		return done, nil
-	case Down:
-		r, err := p.Down(ctx)
-		if errors.Is(err, goose.ErrNoNextVersion) {
-			return nil, ErrNothingToRollBack
-		}
-		if err != nil {
-			return nil, fmt.Errorf("roll back migration: %w", err)
-		}
-		return []Migration{fromSource(r.Source, false)}, nil
-	default:
-		return nil, fmt.Errorf("unknown migration direction %d", dir)
-	}
+	return schema.Migrate(ctx, p, dir)
 }
 
 // Status lists every migration this program carries, oldest first, with
@@ -96,20 +63,7 @@ func Status(ctx context.Context, pool *pgxpool.Pool) ([]Migration, error) {
 		return nil, err
 	}
 	defer closeDB()
-
-	list, err := p.Status(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("migration status: %w", err)
-	}
-	out := make([]Migration, 0, len(list))
-	for _, s := range list {
-		m := fromSource(s.Source, s.State == goose.StateApplied)
-		if m.Applied {
-			m.AppliedAt = s.AppliedAt.UTC()
-		}
-		out = append(out, m)
-	}
-	return out, nil
+	return schema.Status(ctx, p)
 }
 
 // CheckSchema returns nil when every migration is applied, ErrSchemaNotCurrent
@@ -122,7 +76,7 @@ func CheckSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	var exists bool
 	err := pool.QueryRow(ctx,
 		`SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = $1)`,
-		versionTable,
+		schema.VersionTable,
 	).Scan(&exists)
 	if err != nil {
 		return fmt.Errorf("check schema: %w", err)
@@ -136,14 +90,7 @@ func CheckSchema(ctx context.Context, pool *pgxpool.Pool) error {
 		return err
 	}
 	defer closeDB()
-	pending, err := p.HasPending(ctx)
-	if err != nil {
-		return fmt.Errorf("check schema: %w", err)
-	}
-	if pending {
-		return ErrSchemaNotCurrent
-	}
-	return nil
+	return schema.Check(ctx, p)
 }
 
 // newProvider returns a goose provider over pool and a function that
@@ -154,7 +101,7 @@ func newProvider(ctx context.Context, pool *pgxpool.Pool, locked bool) (*goose.P
 		return nil, nil, fmt.Errorf("migrations: %w", err)
 	}
 	opts := []goose.ProviderOption{
-		goose.WithTableName(versionTable),
+		goose.WithTableName(schema.VersionTable),
 		goose.WithDisableGlobalRegistry(true),
 	}
 	if locked {
@@ -184,24 +131,16 @@ func newProvider(ctx context.Context, pool *pgxpool.Pool, locked bool) (*goose.P
 // schemas in the same database (other services, parallel tests) neither
 // wait for nor block them, as a single fixed lock id would.
 func lockID(ctx context.Context, db *pgxpool.Pool) (int64, error) {
-	var schema *string
-	if err := db.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+	var name *string
+	if err := db.QueryRow(ctx, `SELECT current_schema()`).Scan(&name); err != nil {
 		return 0, fmt.Errorf("migration lock: %w", err)
 	}
-	if schema == nil {
+	if name == nil {
 		return 0, errors.New("migration lock: no schema in search_path exists")
 	}
 	h := fnv.New64a()
-	h.Write([]byte("storage-backend migrations\x00" + *schema))
+	h.Write([]byte("storage-backend migrations\x00" + *name))
 	return int64(h.Sum64()), nil
-}
-
-func fromSource(s *goose.Source, applied bool) Migration {
-	name := strings.TrimSuffix(path.Base(s.Path), path.Ext(s.Path))
-	if _, rest, ok := strings.Cut(name, "_"); ok {
-		name = rest
-	}
-	return Migration{Version: s.Version, Name: name, Applied: applied}
 }
 
 // Ready reports whether the store can serve: the database answers and its

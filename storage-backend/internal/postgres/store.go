@@ -153,6 +153,8 @@ func translate(op string, err error) error {
 			return record.Invalid("the JSON contains a character the database cannot store (such as \\u0000)")
 		case "22P02": // invalid_text_representation
 			return record.Invalid("the value is not valid JSON")
+		case "22003": // numeric_value_out_of_range: valid JSON, but a number jsonb cannot hold (1e999999)
+			return record.Invalid("the JSON contains a number too large or too small to store")
 		case "23514": // check_violation: meta must be an object
 			return record.Invalid("meta must be a JSON object")
 		case "54000": // program_limit_exceeded, e.g. a value too large for jsonb

@@ -77,7 +77,8 @@ type Store interface {
 	Delete(ctx context.Context, deviceID, key string) error
 }
 
-// Validate checks r before it is stored.
+// Validate checks r before it is stored: device id and key, data present,
+// meta an object, and both JSON that every store can keep (see checkJSON).
 func (r Record) Validate() error {
 	if err := ValidateDeviceID(r.DeviceID); err != nil {
 		return err
@@ -88,8 +89,16 @@ func (r Record) Validate() error {
 	if len(bytes.TrimSpace(r.Data)) == 0 {
 		return Invalid("data is required (null is allowed)")
 	}
-	if meta := bytes.TrimSpace(r.Meta); len(meta) > 0 && meta[0] != '{' {
-		return Invalid("meta must be a JSON object")
+	if err := checkJSON("data", r.Data); err != nil {
+		return err
+	}
+	if meta := bytes.TrimSpace(r.Meta); len(meta) > 0 {
+		if meta[0] != '{' {
+			return Invalid("meta must be a JSON object")
+		}
+		if err := checkJSON("meta", meta); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -98,3 +98,48 @@ func TestRecordValidate(t *testing.T) {
 		})
 	}
 }
+
+// Validate refuses the JSON that PostgreSQL's jsonb cannot hold, so that
+// every store refuses it alike (checked against PostgreSQL itself in
+// internal/postgres TestRecordRulesMatchJSONB).
+func TestValidateJSON(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		data string
+		ok   bool
+	}{
+		{`{"a": [1, "x", null, true]}`, true},
+		{`"\\u0000"`, true}, // an escaped backslash, then text
+		{`"\ud83d\ude00"`, true},
+		{`1e131071`, true},
+		{`1e-16383`, true},
+		{`0e1000000000`, true},
+		{`-12.5E+3`, true},
+		{`{nope`, false},
+		{`1 2`, false},
+		{"\"\xff\"", false},
+		{`"\u0000"`, false},
+		{`{"k\u0000": 1}`, false},
+		{`"\ud800"`, false},
+		{`"\udc00"`, false},
+		{`"\ud800\u0041"`, false},
+		{`1e131072`, false},
+		{`1e-16384`, false},
+		{`0e1073741823`, false},
+		{`1e99999999999999999999`, false},
+	}
+	for _, tt := range tests {
+		r := record.Record{DeviceID: "d", Key: "k", Data: json.RawMessage(tt.data)}
+		err := r.Validate()
+		if tt.ok && err != nil {
+			t.Errorf("Validate(data %s) = %v, want nil", tt.data, err)
+		}
+		if !tt.ok && !errors.Is(err, record.ErrInvalid) {
+			t.Errorf("Validate(data %s) = %v, want ErrInvalid", tt.data, err)
+		}
+		r = record.Record{DeviceID: "d", Key: "k", Data: json.RawMessage(`1`), Meta: json.RawMessage(`{"m": ` + tt.data + `}`)}
+		if err := r.Validate(); (err == nil) != tt.ok {
+			t.Errorf("Validate(meta {\"m\": %s}) = %v, want ok=%v", tt.data, err, tt.ok)
+		}
+	}
+}
