@@ -1,5 +1,5 @@
 # The two commands a newcomer needs:
-#   make run    builds, sets up PostgreSQL, starts both programs with a demo user
+#   make run    builds and starts both programs with a demo user (embedded store)
 #   make test   runs every test (against a real PostgreSQL)
 
 SHELL := bash
@@ -10,7 +10,7 @@ LDFLAGS := -X main.version=$(VERSION)
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 export TEST_DATABASE_URL
 
-.PHONY: run test build vet fmt bench clean
+.PHONY: run run-postgres test build vet fmt bench clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/proxy ./proxy
@@ -19,10 +19,21 @@ build:
 run: build
 	@scripts/run.sh
 
+# The same on PostgreSQL: DATABASE_URL, or the local server's database
+# "authsidecar" (created if missing).
+run-postgres: build
+	@DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/authsidecar?sslmode=disable} scripts/run.sh
+
 test:
 	@scripts/postgres.sh "$(TEST_DATABASE_URL)"
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+
+# make bench   measures the proxy against a bare reverse proxy (about five
+#              minutes) and writes docs/benchmarks.md; see proxy/bench.
+bench: build
+	@scripts/postgres.sh "$(TEST_DATABASE_URL)"
+	$(GO) run ./proxy/bench
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -223,10 +223,30 @@ func (p *process) ExitCode() int {
 // stack is a storage-backend and a proxy in front of it on one schema.
 type stack struct {
 	t        *testing.T
-	DB       string
+	DB       string // the schema's URL; empty on the embedded store
+	DataDir  string // the proxy's DATA_DIR on the embedded store
 	Backend  *process
 	Proxy    *process
 	proxyEnv map[string]string
+}
+
+// newEmbeddedStack starts storage-backend and proxy on their embedded
+// stores (no DATABASE_URL), each in a directory of the test's own.
+func newEmbeddedStack(t *testing.T, extra map[string]string) *stack {
+	t.Helper()
+	s := &stack{t: t, DataDir: filepath.Join(t.TempDir(), "proxy-data")}
+	s.Backend = start(t, backendBin, map[string]string{"DATA_DIR": filepath.Join(t.TempDir(), "backend-data"), "LOG_LEVEL": "debug"})
+	s.proxyEnv = map[string]string{
+		"DATA_DIR":     s.DataDir,
+		"UPSTREAM_URL": s.Backend.URL(),
+		"METRICS_ADDR": "127.0.0.1:0",
+		"LOG_LEVEL":    "debug",
+	}
+	for k, v := range extra {
+		s.proxyEnv[k] = v
+	}
+	s.Proxy = s.StartProxy()
+	return s
 }
 
 // newStack starts storage-backend and proxy on a fresh schema; extra
@@ -283,7 +303,11 @@ func (s *stack) AddUser(device, username, password string, admin bool) {
 func (s *stack) Command(stdin string, args ...string) (string, int) {
 	s.t.Helper()
 	cmd := exec.Command(proxyBin, args...)
-	cmd.Env = env(map[string]string{"DATABASE_URL": s.DB})
+	if s.DB != "" {
+		cmd.Env = env(map[string]string{"DATABASE_URL": s.DB})
+	} else {
+		cmd.Env = env(map[string]string{"DATA_DIR": s.DataDir})
+	}
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
 	"github.com/authsidecar/authsidecar/proxy/internal/schema"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
+	"github.com/authsidecar/authsidecar/proxy/internal/sqlite"
 	"github.com/authsidecar/authsidecar/proxy/internal/token"
 )
 
@@ -34,14 +35,18 @@ type store interface {
 	CountLiveSessions(ctx context.Context, now time.Time) (int64, error)
 }
 
-var _ store = (*postgres.Store)(nil)
+var (
+	_ store = (*postgres.Store)(nil)
+	_ store = (*sqlite.Store)(nil)
+)
 
 // app is the wiring shared by the server and the operator commands.
 type app struct {
 	cfg      config
 	log      *zap.Logger
 	now      func() time.Time
-	pool     *pgxpool.Pool
+	pool     *pgxpool.Pool  // nil on the embedded store
+	embedded *sqlite.Store  // nil on PostgreSQL
 	store    store
 	migrator *schema.Migrator
 	metrics  *metrics.Metrics // nil for operator commands
@@ -61,32 +66,11 @@ func newLogger(level zapcore.Level, w io.Writer) *zap.Logger {
 // not answer yet (a pod that starts before its database).
 func openApp(ctx context.Context, cfg config, log *zap.Logger, m *metrics.Metrics, wait time.Duration) (*app, error) {
 	a := &app{cfg: cfg, log: log, now: time.Now, metrics: m}
-	deadline := time.Now().Add(wait)
-	for backoff := 250 * time.Millisecond; ; backoff = min(backoff*2, 5*time.Second) {
-		pool, err := postgres.Open(ctx, cfg.DatabaseURL, m.QueryTracer())
-		if err == nil {
-			a.pool = pool
-			break
-		}
-		if time.Now().Add(backoff).After(deadline) || ctx.Err() != nil {
-			return nil, fmt.Errorf("database: %w", err)
-		}
-		log.Warn("database not reachable yet; retrying", zap.Error(err), zap.Duration("in", backoff))
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(backoff):
-		}
-	}
-	a.store = postgres.NewStore(a.pool)
-	mig, err := postgres.NewMigrator(ctx, a.pool)
-	if err != nil {
-		a.close()
+	if err := a.openStore(ctx, wait); err != nil {
 		return nil, err
 	}
-	a.migrator = mig
 	if cfg.AutoMigrate {
-		n, err := mig.Up(ctx)
+		n, err := a.migrator.Up(ctx)
 		if err != nil {
 			a.close()
 			return nil, err
@@ -98,12 +82,60 @@ func openApp(ctx context.Context, cfg config, log *zap.Logger, m *metrics.Metric
 	return a, nil
 }
 
+// openStore opens PostgreSQL when DATABASE_URL is set, else the embedded
+// store in DATA_DIR.
+func (a *app) openStore(ctx context.Context, wait time.Duration) error {
+	cfg, log := a.cfg, a.log
+	if cfg.DatabaseURL == "" {
+		st, err := sqlite.Open(ctx, cfg.DataDir)
+		if err != nil {
+			return fmt.Errorf("embedded store in DATA_DIR %s: %w", cfg.DataDir, err)
+		}
+		a.embedded, a.store = st, st
+		if a.migrator, err = sqlite.NewMigrator(ctx, st); err != nil {
+			a.close()
+			return err
+		}
+		log.Info("store: embedded SQLite", zap.String("path", st.Path()),
+			zap.String("note", "for one process only; set DATABASE_URL to use PostgreSQL, the store for several replicas"))
+		return nil
+	}
+	deadline := time.Now().Add(wait)
+	for backoff := 250 * time.Millisecond; ; backoff = min(backoff*2, 5*time.Second) {
+		pool, err := postgres.Open(ctx, cfg.DatabaseURL, a.metrics.QueryTracer())
+		if err == nil {
+			a.pool = pool
+			break
+		}
+		if time.Now().Add(backoff).After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("database: %w", err)
+		}
+		log.Warn("database not reachable yet; retrying", zap.Error(err), zap.Duration("in", backoff))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+	}
+	a.store = postgres.NewStore(a.pool)
+	mig, err := postgres.NewMigrator(ctx, a.pool)
+	if err != nil {
+		a.close()
+		return err
+	}
+	a.migrator = mig
+	return nil
+}
+
 func (a *app) close() {
 	if a.migrator != nil {
 		_ = a.migrator.Close()
 	}
 	if a.pool != nil {
 		a.pool.Close()
+	}
+	if a.embedded != nil {
+		_ = a.embedded.Close()
 	}
 	_ = a.log.Sync()
 }

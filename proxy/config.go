@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
@@ -79,9 +80,19 @@ func (c *config) validate() error {
 	}
 	c.upstream = u
 	if c.DatabaseURL == "" {
-		return bad("DATABASE_URL", "required (postgres://user@host:5432/db)")
-	}
-	if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
+		// The embedded store: its directory must be usable before anything
+		// else happens.
+		if strings.TrimSpace(c.DataDir) == "" {
+			return bad("DATA_DIR", "empty (the embedded store needs a directory when DATABASE_URL is unset)")
+		}
+		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return bad("DATA_DIR", "%q cannot be created: %v", c.DataDir, err)
+		}
+	} else if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
 		// pgx's message may echo the URL, password included: say only what
 		// is wrong.
 		return bad("DATABASE_URL", "not a valid postgres:// URL or connection string")

@@ -55,7 +55,6 @@ func TestConfigRejectsBadSettings(t *testing.T) {
 		{"UPSTREAM_URL", "localhost:9000"},
 		{"UPSTREAM_URL", "ftp://host/"},
 		{"UPSTREAM_URL", "http://"},
-		{"DATABASE_URL", ""},
 		{"DATABASE_URL", "postgres://u:secret@host:notaport/db"},
 		{"LISTEN_ADDR", "8080"},
 		{"METRICS_ADDR", "nope"},
@@ -87,6 +86,31 @@ func TestConfigRejectsBadSettings(t *testing.T) {
 				t.Fatalf("error is not one line: %q", err)
 			}
 		})
+	}
+}
+
+// TestConfigEmbeddedStore: without DATABASE_URL the embedded store is used,
+// and its DATA_DIR must be usable.
+func TestConfigEmbeddedStore(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "data")
+	c, err := loadConfig(map[string]string{"DATA_DIR": dir})
+	if err != nil || c.DatabaseURL != "" {
+		t.Fatalf("embedded store: %v", err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("DATA_DIR not created 0700: %v %v", fi, err)
+	}
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{" ", filepath.Join(file, "data")} {
+		_, err := loadConfig(map[string]string{"DATA_DIR": bad})
+		var se *settingError
+		if !errors.As(err, &se) || se.Var != "DATA_DIR" {
+			t.Errorf("DATA_DIR=%q: got %v, want a settingError naming DATA_DIR", bad, err)
+		}
 	}
 }
 

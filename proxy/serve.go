@@ -50,7 +50,13 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 		go func() { defer background.Done(); f(bg) }()
 	}
 
-	if cfg.SessionCache {
+	switch {
+	case cfg.SessionCache && a.embedded != nil:
+		// The embedded store sends no change notifications, and operator
+		// commands change it from other processes: sessions are looked up
+		// on every request (a local read), verified tokens are cached.
+		a.cache = session.NewCache(cacheEntries)
+	case cfg.SessionCache:
 		a.cache = session.NewCache(cacheEntries)
 		listener := &postgres.Listener{
 			URL: cfg.DatabaseURL,
@@ -65,7 +71,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 			Log: log.Named("listener"),
 		}
 		goBackground(listener.Run)
-	} else {
+	default:
 		log.Warn("SESSION_CACHE is off: every request is checked in the database")
 	}
 	m.LiveSessions(func(ctx context.Context) (int64, error) { return a.store.CountLiveSessions(ctx, a.now()) })

@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# make run: sets up PostgreSQL, migrates, creates a demo device and users,
-# starts storage-backend and proxy, and prints the curl lines to try them.
+# make run: migrates, creates a demo device and users, starts
+# storage-backend and proxy, and prints the curl lines to try them. With
+# DATABASE_URL unset both keep their data in the embedded store under
+# .run/data; with DATABASE_URL set (make run-postgres sets it) they use
+# PostgreSQL, started here if it is installed but stopped.
 # Ctrl-C stops both. Run it again and the same tokens still work.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/authsidecar?sslmode=disable}
 PROXY_ADDR=${PROXY_ADDR:-127.0.0.1:8080}
 BACKEND_ADDR=${BACKEND_ADDR:-127.0.0.1:9000}
 METRICS_ADDR=${METRICS_ADDR:-127.0.0.1:9090}
-
-scripts/postgres.sh "$DATABASE_URL"
 mkdir -p .run
+
+if [ -n "${DATABASE_URL:-}" ]; then
+  scripts/postgres.sh "$DATABASE_URL"
+  store="PostgreSQL ($DATABASE_URL)"
+else
+  export DATA_DIR=${DATA_DIR:-.run/data}
+  store="the embedded store in $DATA_DIR"
+fi
 
 bin/proxy migrate up >/dev/null
 bin/storage-backend migrate up >/dev/null
@@ -49,7 +57,7 @@ done
 
 cat <<EOT
 
-authsidecar is running.
+authsidecar is running on $store.
   proxy            http://$PROXY_ADDR   (logs: .run/proxy.log)
   storage-backend  http://$BACKEND_ADDR   (loopback only; logs: .run/storage-backend.log)
   metrics          http://$METRICS_ADDR/metrics

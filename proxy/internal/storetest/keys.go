@@ -1,4 +1,4 @@
-package postgres_test
+package storetest
 
 import (
 	"bytes"
@@ -9,6 +9,12 @@ import (
 	"sync/atomic"
 	"testing"
 )
+
+var keyTests = []test{
+	{"SigningKeyPEMGeneratedOnce", testSigningKeyPEMGeneratedOnce},
+	{"SigningKeyPEMConcurrentFirstCalls", testSigningKeyPEMConcurrentFirstCalls},
+	{"SigningKeyPEMGenerateError", testSigningKeyPEMGenerateError},
+}
 
 // keyGenerator returns a generate function whose every key is different,
 // and a count of its calls.
@@ -21,9 +27,7 @@ func keyGenerator() (func() (string, []byte, error), *atomic.Int64) {
 	}, &calls
 }
 
-func TestSigningKeyPEMGeneratedOnce(t *testing.T) {
-	t.Parallel()
-	s, pool := newStore(t)
+func testSigningKeyPEMGeneratedOnce(t *testing.T, s Store) {
 	ctx := context.Background()
 	gen, calls := keyGenerator()
 
@@ -44,20 +48,15 @@ func TestSigningKeyPEMGeneratedOnce(t *testing.T) {
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("generate called %d times, want 1", n)
 	}
-	var rows int
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM signing_keys`).Scan(&rows); err != nil {
-		t.Fatal(err)
-	}
-	if rows != 1 {
-		t.Fatalf("%d stored keys, want 1", rows)
+	if n := countRows(t, s, "signing_keys"); n != 1 {
+		t.Fatalf("%d stored keys, want 1", n)
 	}
 }
 
-// Replicas starting at once against an empty database must agree on one
-// key, or tokens signed by one would not verify on another.
-func TestSigningKeyPEMConcurrentFirstCalls(t *testing.T) {
-	t.Parallel()
-	s, pool := newStoreConns(t, 10)
+// Callers (replicas, or goroutines of one process) starting at once
+// against an empty store must agree on one key, or tokens signed by one
+// would not verify on another.
+func testSigningKeyPEMConcurrentFirstCalls(t *testing.T, s Store) {
 	ctx := context.Background()
 	gen, _ := keyGenerator()
 
@@ -82,21 +81,18 @@ func TestSigningKeyPEMConcurrentFirstCalls(t *testing.T) {
 			t.Fatalf("caller %d got %q, caller 0 got %q", i, keys[i], keys[0])
 		}
 	}
-	var rows int
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM signing_keys`).Scan(&rows); err != nil {
-		t.Fatal(err)
-	}
-	if rows != 1 {
-		t.Fatalf("%d stored keys, want 1", rows)
+	if n := countRows(t, s, "signing_keys"); n != 1 {
+		t.Fatalf("%d stored keys, want 1", n)
 	}
 }
 
-func TestSigningKeyPEMGenerateError(t *testing.T) {
-	t.Parallel()
-	s, _ := newStore(t)
+func testSigningKeyPEMGenerateError(t *testing.T, s Store) {
 	boom := errors.New("no entropy")
 	_, err := s.SigningKeyPEM(context.Background(), func() (string, []byte, error) { return "", nil, boom })
 	if !errors.Is(err, boom) {
 		t.Fatalf("a failing generator: %v, want its error", err)
+	}
+	if n := countRows(t, s, "signing_keys"); n != 0 {
+		t.Fatalf("%d stored keys after a failing generator, want 0", n)
 	}
 }

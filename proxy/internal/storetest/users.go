@@ -1,4 +1,4 @@
-package postgres_test
+package storetest
 
 import (
 	"context"
@@ -10,11 +10,19 @@ import (
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
 )
 
-func TestAddUserCreatesDevice(t *testing.T) {
-	t.Parallel()
-	s, pool := newStore(t)
-	ctx := context.Background()
+var userTests = []test{
+	{"AddUserCreatesDevice", testAddUserCreatesDevice},
+	{"AddUserDuplicateIsConflict", testAddUserDuplicateIsConflict},
+	{"UserCredentials", testUserCredentials},
+	{"UserCredentialsUnknownIsNotFound", testUserCredentialsUnknownIsNotFound},
+	{"SetPasswordRevokesLiveSessions", testSetPasswordRevokesLiveSessions},
+	{"SetPasswordUnknownUserIsNotFound", testSetPasswordUnknownUserIsNotFound},
+	{"RemoveUserDeletesItsSessions", testRemoveUserDeletesItsSessions},
+	{"ListUsersByDevice", testListUsersByDevice},
+}
 
+func testAddUserCreatesDevice(t *testing.T, s Store) {
+	ctx := context.Background()
 	u, err := s.AddUser(ctx, "VR-DEVICE-002", "1111", "hash", true)
 	if err != nil {
 		t.Fatal(err)
@@ -22,31 +30,31 @@ func TestAddUserCreatesDevice(t *testing.T) {
 	if u.ID == "" || u.DeviceID != "VR-DEVICE-002" || u.Username != "1111" || !u.IsAdmin || u.CreatedAt.IsZero() {
 		t.Fatalf("AddUser returned %+v", u)
 	}
-	var devices int
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM devices WHERE id = 'VR-DEVICE-002'`).Scan(&devices); err != nil {
-		t.Fatal(err)
-	}
-	if devices != 1 {
-		t.Fatalf("%d device rows, want 1", devices)
+	if n := countRows(t, s, "devices"); n != 1 {
+		t.Fatalf("%d device rows, want 1", n)
 	}
 	// A second user on the same device reuses the device.
-	addUser(t, s, "VR-DEVICE-002", "2222", false)
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM devices`).Scan(&devices); err != nil {
-		t.Fatal(err)
+	v := addUser(t, s, "VR-DEVICE-002", "2222", false)
+	if n := countRows(t, s, "devices"); n != 1 {
+		t.Fatalf("%d device rows after a second user, want 1", n)
 	}
-	if devices != 1 {
-		t.Fatalf("%d device rows after a second user, want 1", devices)
+	if v.ID == u.ID {
+		t.Fatalf("two users share the id %s", u.ID)
 	}
+	// The device exists: a session can belong to it.
+	newSession(t, s, v, T0, time.Hour)
 }
 
-func TestAddUserDuplicateIsConflict(t *testing.T) {
-	t.Parallel()
-	s, _ := newStore(t)
+func testAddUserDuplicateIsConflict(t *testing.T, s Store) {
 	ctx := context.Background()
 	addUser(t, s, "dev-a", "1111", false)
 
 	if _, err := s.AddUser(ctx, "dev-a", "1111", "other", false); !errors.Is(err, auth.ErrConflict) {
 		t.Fatalf("duplicate user: %v, want ErrConflict", err)
+	}
+	// The first user is untouched.
+	if _, hash, err := s.UserCredentials(ctx, "dev-a", "1111"); err != nil || hash != "hash-of-1111" {
+		t.Fatalf("after a duplicate: hash %q, %v", hash, err)
 	}
 	// Usernames are unique per device only.
 	if _, err := s.AddUser(ctx, "dev-b", "1111", "hash", false); err != nil {
@@ -54,9 +62,7 @@ func TestAddUserDuplicateIsConflict(t *testing.T) {
 	}
 }
 
-func TestUserCredentials(t *testing.T) {
-	t.Parallel()
-	s, _ := newStore(t)
+func testUserCredentials(t *testing.T, s Store) {
 	ctx := context.Background()
 	want := addUser(t, s, "dev", "1111", true)
 
@@ -72,9 +78,7 @@ func TestUserCredentials(t *testing.T) {
 	}
 }
 
-func TestUserCredentialsUnknownIsNotFound(t *testing.T) {
-	t.Parallel()
-	s, _ := newStore(t)
+func testUserCredentialsUnknownIsNotFound(t *testing.T, s Store) {
 	ctx := context.Background()
 	addUser(t, s, "dev", "1111", false)
 
@@ -88,11 +92,9 @@ func TestUserCredentialsUnknownIsNotFound(t *testing.T) {
 	}
 }
 
-func TestSetPasswordRevokesLiveSessions(t *testing.T) {
-	t.Parallel()
-	s, _ := newStore(t)
+func testSetPasswordRevokesLiveSessions(t *testing.T, s Store) {
 	ctx := context.Background()
-	now := t0
+	now := T0
 	u := addUser(t, s, "dev", "1111", false)
 	other := addUser(t, s, "dev", "2222", false)
 	live1 := newSession(t, s, u, now, time.Hour)
@@ -104,8 +106,8 @@ func TestSetPasswordRevokesLiveSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.ID != u.ID {
-		t.Fatalf("SetPassword returned user %+v", got)
+	if got.ID != u.ID || got.DeviceID != "dev" || got.Username != "1111" || !got.CreatedAt.Equal(u.CreatedAt) {
+		t.Fatalf("SetPassword returned user %+v, want %+v", got, u)
 	}
 	if revoked != 2 {
 		t.Fatalf("revoked %d sessions, want 2 (the live ones)", revoked)
@@ -128,22 +130,21 @@ func TestSetPasswordRevokesLiveSessions(t *testing.T) {
 	if sess, _ := s.Session(ctx, otherLive.ID); !sess.RevokedAt.IsZero() {
 		t.Fatal("another user's session was revoked")
 	}
+	if _, hash, _ := s.UserCredentials(ctx, "dev", "2222"); hash != "hash-of-2222" {
+		t.Fatalf("another user's hash changed to %q", hash)
+	}
 }
 
-func TestSetPasswordUnknownUserIsNotFound(t *testing.T) {
-	t.Parallel()
-	s, _ := newStore(t)
+func testSetPasswordUnknownUserIsNotFound(t *testing.T, s Store) {
 	addUser(t, s, "dev", "1111", false)
-	if _, _, err := s.SetPassword(context.Background(), "dev", "2222", "h", t0); !errors.Is(err, auth.ErrNotFound) {
+	if _, _, err := s.SetPassword(context.Background(), "dev", "2222", "h", T0); !errors.Is(err, auth.ErrNotFound) {
 		t.Fatalf("SetPassword of an unknown user: %v, want ErrNotFound", err)
 	}
 }
 
-func TestRemoveUserDeletesItsSessions(t *testing.T) {
-	t.Parallel()
-	s, pool := newStore(t)
+func testRemoveUserDeletesItsSessions(t *testing.T, s Store) {
 	ctx := context.Background()
-	now := t0
+	now := T0
 	u := addUser(t, s, "dev", "1111", false)
 	other := addUser(t, s, "dev", "2222", false)
 	a := newSession(t, s, u, now, time.Hour)
@@ -158,7 +159,7 @@ func TestRemoveUserDeletesItsSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.ID != u.ID {
+	if got.ID != u.ID || got.Username != "1111" || got.DeviceID != "dev" {
 		t.Fatalf("RemoveUser returned %+v", got)
 	}
 	if n != 2 {
@@ -175,21 +176,15 @@ func TestRemoveUserDeletesItsSessions(t *testing.T) {
 	if _, _, err := s.UserCredentials(ctx, "dev", "1111"); !errors.Is(err, auth.ErrNotFound) {
 		t.Fatalf("removed user still found: %v", err)
 	}
-	var users int
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM users`).Scan(&users); err != nil {
-		t.Fatal(err)
-	}
-	if users != 1 {
-		t.Fatalf("%d users left, want 1", users)
+	if n := countRows(t, s, "users"); n != 1 {
+		t.Fatalf("%d users left, want 1", n)
 	}
 	if _, _, err := s.RemoveUser(ctx, "dev", "1111"); !errors.Is(err, auth.ErrNotFound) {
 		t.Fatalf("removing again: %v, want ErrNotFound", err)
 	}
 }
 
-func TestListUsersByDevice(t *testing.T) {
-	t.Parallel()
-	s, _ := newStore(t)
+func testListUsersByDevice(t *testing.T, s Store) {
 	ctx := context.Background()
 	addUser(t, s, "dev-b", "2222", false)
 	addUser(t, s, "dev-a", "3333", false)
@@ -216,11 +211,12 @@ func TestListUsersByDevice(t *testing.T) {
 	if got, want := names(a), []string{"dev-a/1111", "dev-a/3333"}; !slices.Equal(got, want) {
 		t.Fatalf("ListUsers(dev-a) = %v, want %v", got, want)
 	}
-	if !a[0].IsAdmin || a[1].IsAdmin || a[0].ID == "" {
+	if !a[0].IsAdmin || a[1].IsAdmin || a[0].ID == "" || a[0].CreatedAt.IsZero() {
 		t.Fatalf("ListUsers fields: %+v", a)
 	}
+	// Empty, not nil: it becomes a JSON [] rather than null.
 	none, err := s.ListUsers(ctx, "dev-unknown")
-	if err != nil || len(none) != 0 {
-		t.Fatalf("ListUsers of an unknown device = %v, %v", none, err)
+	if err != nil || none == nil || len(none) != 0 {
+		t.Fatalf("ListUsers of an unknown device = %#v, %v; want an empty list", none, err)
 	}
 }
