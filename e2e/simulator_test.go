@@ -32,18 +32,31 @@ type simulatorSummary struct {
 // beyond the retried connection errors.
 func TestSimulatorSurvivesProxyRestart(t *testing.T) {
 	t.Parallel()
+	simulatorSurvivesRestart(t, newStack(t, nil))
+}
+
+// The same on the embedded store: sessions live in DATA_DIR.
+func TestSimulatorSurvivesProxyRestartEmbedded(t *testing.T) {
+	t.Parallel()
+	simulatorSurvivesRestart(t, newEmbeddedStack(t, nil))
+}
+
+func simulatorSurvivesRestart(t *testing.T, s *stack) {
 	simBin := filepath.Join(t.TempDir(), "simulator")
 	if out, err := exec.Command("go", "build", "-o", simBin, "../simulator").CombinedOutput(); err != nil {
 		t.Fatalf("build simulator: %v\n%s", err, out)
 	}
-	s := newStack(t, nil)
 
 	// The simulator creates its accounts with `proxy user add`, which reads
-	// DATABASE_URL from the environment it passes on.
+	// DATABASE_URL (or DATA_DIR) from the environment it passes on.
 	cmd := exec.Command(simBin, "-proxy", s.Proxy.URL(), "-headsets", "4", "-duration", "4s",
 		"-interval", "20ms", "-device-prefix", "SIM", "-username", "1111", "-password", "1111",
 		"-create-users-with", proxyBin, "-json")
-	cmd.Env = env(map[string]string{"DATABASE_URL": s.DB})
+	if s.DB != "" {
+		cmd.Env = env(map[string]string{"DATABASE_URL": s.DB})
+	} else {
+		cmd.Env = env(map[string]string{"DATA_DIR": s.DataDir})
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
