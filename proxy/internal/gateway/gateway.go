@@ -122,8 +122,11 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) error {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := g.cfg.Ready(ctx); err != nil {
+			// The cause goes to the log only: a driver's error names the
+			// database host, user and database, and /readyz is public.
 			g.log.Warn("not ready", zap.Error(err))
-			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "not_ready", Message: err.Error()})
+			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "not_ready",
+				Message: "the database does not answer or its schema is not current; see the proxy's log"})
 			return nil
 		}
 	}

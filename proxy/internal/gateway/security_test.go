@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -473,4 +474,34 @@ func FuzzAuthorizationHeader(f *testing.F) {
 			t.Fatalf("status %d (%s) for Authorization %q", rec.Code, rec.Body, authz)
 		}
 	})
+}
+
+// TestReadyzDoesNotDiscloseTheCause: /readyz is public, and the error of a
+// database that does not answer names its host, user and database; the
+// body says only that the proxy is not ready (the log has the cause).
+func TestReadyzDoesNotDiscloseTheCause(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const secret = "host=db.internal user=authsidecar database=prod"
+	e.gw = gateway.New(gateway.Config{
+		Upstream: mustParse(e.up.URL), Sessions: e.sessions, Identity: e.ids, JWKS: []byte(`{"keys":[]}`),
+		Ready: func(context.Context) error { return errors.New("failed to connect to `" + secret + "`: dial error") },
+		Log:   zap.NewNop(),
+	})
+	rec := httptest.NewRecorder()
+	e.gw.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("readyz %d", rec.Code)
+	}
+	if strings.Contains(rec.Body.String(), "db.internal") || strings.Contains(rec.Body.String(), "authsidecar") {
+		t.Fatalf("readyz body discloses the cause: %s", rec.Body)
+	}
+}
+
+func mustParse(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
 }
