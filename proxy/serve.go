@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -28,11 +29,57 @@ const drainTimeout = 20 * time.Second
 // 1 KiB an entry, the two stay below a few hundred MiB even when full.
 const cacheEntries = 1 << 18
 
+// limits bound what one client connection may cost the proxy.
+type limits struct {
+	// ReadHeader closes a connection whose request headers do not arrive
+	// in time: a slowloris client holds a goroutine and a socket, not more.
+	ReadHeader time.Duration
+	Read       time.Duration // the whole request, body included
+	Write      time.Duration // the whole response
+	Idle       time.Duration // a keep-alive connection between requests
+	// MaxHeaderBytes answers larger request headers with 431.
+	MaxHeaderBytes int
+}
+
+var defaultLimits = limits{
+	ReadHeader:     10 * time.Second,
+	Read:           60 * time.Second,
+	Write:          120 * time.Second,
+	Idle:           120 * time.Second,
+	MaxHeaderBytes: 64 << 10,
+}
+
+func newServer(h http.Handler, l limits, log *zap.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: l.ReadHeader,
+		ReadTimeout:       l.Read,
+		WriteTimeout:      l.Write,
+		IdleTimeout:       l.Idle,
+		MaxHeaderBytes:    l.MaxHeaderBytes,
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	}
+}
+
+// warnIfKeyFileOpen warns when the signing key file can be written by its
+// group or read by anyone else (a Kubernetes Secret mounted 0440 is fine).
+func warnIfKeyFileOpen(path string, log *zap.Logger) {
+	if path == "" {
+		return
+	}
+	fi, err := os.Stat(path)
+	if err == nil && fi.Mode().Perm()&0o027 != 0 {
+		log.Warn("SIGNING_KEY_FILE is readable or writable by others; restrict it (chmod 600)",
+			zap.String("path", path), zap.String("mode", fi.Mode().Perm().String()))
+	}
+}
+
 func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stderr io.Writer) error {
 	if len(args) > 0 {
 		return usagef("serve takes no arguments")
 	}
 	log := newLogger(cfg.logLevel, stderr).With(zap.String("service", "proxy"))
+	warnIfKeyFileOpen(cfg.SigningKeyFile, log)
 	m := metrics.New()
 	a, err := openApp(ctx, cfg, log, m, time.Minute)
 	if err != nil {
@@ -99,15 +146,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 	if err != nil {
 		return fmt.Errorf("listen on LISTEN_ADDR %s: %w", cfg.ListenAddr, err)
 	}
-	srv := &http.Server{
-		Handler:           gw,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      120 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          zap.NewStdLog(log.Named("http")),
-	}
+	srv := newServer(gw, defaultLimits, log)
 	errc := make(chan error, 2)
 	if cfg.MetricsAddr != "" {
 		mln, err := net.Listen("tcp", cfg.MetricsAddr)

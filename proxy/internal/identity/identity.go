@@ -121,7 +121,10 @@ func (s *Service) Authenticate(ctx context.Context, deviceID, username, pw strin
 		}
 		retry := lockedUntil.Sub(now)
 		if retry <= 0 {
-			retry = s.lockout.Duration
+			// Past the threshold with the lock not set yet: the attempt
+			// that will set it (or a success that resets the count) is in
+			// flight. Ask to retry soon rather than claim a full lockout.
+			retry = time.Second
 		}
 		s.log.Info("login failed", zap.String("device_id", deviceID), zap.String("username", username),
 			zap.String("reason", "locked out"), zap.Duration("retry_after", retry))
