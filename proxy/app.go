@@ -45,8 +45,8 @@ type app struct {
 	cfg      config
 	log      *zap.Logger
 	now      func() time.Time
-	pool     *pgxpool.Pool  // nil on the embedded store
-	embedded *sqlite.Store  // nil on PostgreSQL
+	pool     *pgxpool.Pool // nil on the embedded store
+	embedded *sqlite.Store // nil on PostgreSQL
 	store    store
 	migrator *schema.Migrator
 	metrics  *metrics.Metrics // nil for operator commands
