@@ -1,0 +1,375 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// row is one load run in the table.
+type row struct {
+	name      string
+	conns     int
+	m         measurement
+	cpuPerReq time.Duration // CPU of the answering process per request; 0 if unknown
+}
+
+// report is everything one run measured.
+type report struct {
+	date    time.Time
+	machine machine
+	opts    options
+	elapsed time.Duration
+
+	throughput []row
+	logins     []row
+
+	queries       float64 // database queries during the 32-connection caching run
+	queryRequests int     // requests sent in that run
+
+	revocation         measurement // latencies only
+	logout             measurement // the logout's own answer time on A
+	revokeCommit       measurement // a revoking UPDATE sent by the bench itself
+	revocationTimeouts int
+
+	rest, flooded, floodLogins measurement
+
+	memSessions           int
+	heapBefore, heapAfter float64
+
+	rowsSmall, rowsLarge     int64
+	lookupSmall, lookupLarge measurement
+	loginSmall, loginLarge   measurement
+}
+
+type machine struct {
+	goVersion, platform, cpu, postgres string
+	cores                              int
+	loadStart, loadEnd                 string // /proc/loadavg: others' work on the machine shows here
+}
+
+// loadAverage is the 1, 5 and 15 minute load averages, or "unknown".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], ", ")
+	}
+	return "unknown"
+}
+
+func describeMachine(ctx context.Context, db *database) machine {
+	m := machine{platform: runtime.GOOS + "/" + runtime.GOARCH, cores: runtime.NumCPU(), cpu: "unknown", goVersion: runtime.Version()}
+	if out, err := exec.CommandContext(ctx, "go", "version").Output(); err == nil {
+		m.goVersion = strings.TrimSpace(string(out))
+	}
+	if info, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(info), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	m.postgres = "PostgreSQL " + db.version(ctx)
+	m.loadStart = loadAverage()
+	return m
+}
+
+// command is how this run was started, in Markdown, for the results file.
+func (r *report) command() string {
+	cmd := "`" + strings.TrimSpace("go run ./proxy/bench "+strings.Join(os.Args[1:], " ")) + "`"
+	if os.Getenv("MAKELEVEL") != "" { // set by make for the commands it runs
+		return "`make bench` (which runs " + cmd + ")"
+	}
+	return cmd
+}
+
+func (r *report) find(name string, conns int) measurement {
+	for _, t := range r.throughput {
+		if t.name == name && t.conns == conns {
+			return t.m
+		}
+	}
+	return measurement{}
+}
+
+func (r *report) bytesPerSession() float64 {
+	return (r.heapAfter - r.heapBefore) / float64(r.memSessions)
+}
+
+func (r *report) queriesPerRequest() float64 {
+	if r.queryRequests == 0 {
+		return 0
+	}
+	return r.queries / float64(r.queryRequests)
+}
+
+// table is the results table.
+func (r *report) table() string {
+	var b bytes.Buffer
+	w := tabwriter.NewWriter(&b, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(w, "scenario\tconns\treq/s\tp50\tp99\tCPU/req\tnotes")
+	for _, conns := range connLevels {
+		for _, t := range r.throughput {
+			if t.conns == conns {
+				cpu := "-"
+				if t.cpuPerReq > 0 {
+					cpu = dur(t.cpuPerReq)
+				}
+				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", t.name, t.conns, num(t.m.rate()), dur(t.m.p(.50)), dur(t.m.p(.99)), cpu, unexpected(t.m))
+			}
+		}
+	}
+	// The rows below have no CPU column; their notes are in the last one.
+	for _, l := range r.logins {
+		fmt.Fprintf(w, "logins\t%d\t%s/s\t%s\t%s\t\t%s\n", l.conns, num(l.m.rateOf(200)), dur(l.m.p(.50)), dur(l.m.p(.99)), l.m.statuses())
+	}
+	fmt.Fprintf(w, "db queries per proxied request\t32\t%.4f\t\t\t\t%s queries / %s requests\n",
+		r.queriesPerRequest(), num(r.queries), num(float64(r.queryRequests)))
+	fmt.Fprintf(w, "revocation propagation\t1\t\t%s\t%s\t\t%d logouts on A polled on B, %d timeouts (>%s); "+
+		"the logout's own answer p50 %s, p99 %s; a revoking UPDATE alone p50 %s, p99 %s\n",
+		dur(r.revocation.p(.50)), dur(r.revocation.p(.99)), r.revocation.count(), r.revocationTimeouts, revocationTimeout,
+		dur(r.logout.p(.50)), dur(r.logout.p(.99)), dur(r.revokeCommit.p(.50)), dur(r.revokeCommit.p(.99)))
+	fmt.Fprintf(w, "proxied at rest / in login flood\t32\t%s / %s\t%s / %s\t%s / %s\t\tp99 ×%.2f; flood: %s logins/s, %s\n",
+		num(r.rest.rate()), num(r.flooded.rate()), dur(r.rest.p(.50)), dur(r.flooded.p(.50)), dur(r.rest.p(.99)), dur(r.flooded.p(.99)),
+		ratio(r.flooded.p(.99), r.rest.p(.99)), num(r.floodLogins.rateOf(200)), r.floodLogins.statuses())
+	fmt.Fprintf(w, "memory per cached session\t-\t\t\t\t\t%.0f bytes (heap %s → %s for %s sessions)\n",
+		r.bytesPerSession(), mib(r.heapBefore), mib(r.heapAfter), num(float64(r.memSessions)))
+	sizes := fmt.Sprintf("(%s / %s rows)", rowsLabel(r.rowsSmall), rowsLabel(r.rowsLarge))
+	fmt.Fprintf(w, "session lookup %s\t1\t%s / %s\t%s / %s\t%s / %s\t\tp50 ×%.2f (caches off: a query per request)\n", sizes,
+		num(r.lookupSmall.rate()), num(r.lookupLarge.rate()),
+		dur(r.lookupSmall.p(.50)), dur(r.lookupLarge.p(.50)), dur(r.lookupSmall.p(.99)), dur(r.lookupLarge.p(.99)),
+		ratio(r.lookupLarge.p(.50), r.lookupSmall.p(.50)))
+	fmt.Fprintf(w, "login %s\t1\t%s / %s\t%s / %s\t%s / %s\t\tp50 ×%.2f\n", sizes,
+		num(r.loginSmall.rateOf(200)), num(r.loginLarge.rateOf(200)),
+		dur(r.loginSmall.p(.50)), dur(r.loginLarge.p(.50)), dur(r.loginSmall.p(.99)), dur(r.loginLarge.p(.99)),
+		ratio(r.loginLarge.p(.50), r.loginSmall.p(.50)))
+	_ = w.Flush()
+	// tabwriter pads empty last cells; trailing spaces are noise in a diff.
+	lines := strings.Split(b.String(), "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(l, " ")
+	}
+	return strings.Join(lines, "\n")
+}
+
+// target is one of the product's performance targets and its result.
+type target struct {
+	name     string
+	measured string
+	pass     bool
+}
+
+// lookupTolerance is how much slower a p50 may be with the large table
+// than with the small one and still count as "no slower": runs on two
+// shared cores vary by about this much from one run to the next.
+const lookupTolerance = 1.2
+
+func (r *report) targets() []target {
+	bare32, cache32 := r.find("bare reverse proxy", 32), r.find("authsidecar (caches)", 32)
+	thr := cache32.rate() / bare32.rate()
+	added := r.find("authsidecar (caches)", 1).p(.50) - r.find("bare reverse proxy", 1).p(.50)
+	qpr := r.queriesPerRequest()
+	rev := r.revocation.p(.99)
+	flood := ratio(r.flooded.p(.99), r.rest.p(.99))
+	mem := r.bytesPerSession()
+	lookup := ratio(r.lookupLarge.p(.50), r.lookupSmall.p(.50))
+	login := ratio(r.loginLarge.p(.50), r.loginSmall.p(.50))
+	return []target{
+		{"proxy throughput ≥ 0.90 × bare reverse proxy (32 conns)", fmt.Sprintf("×%.2f (%s vs %s req/s)", thr, num(cache32.rate()), num(bare32.rate())), thr >= 0.90},
+		{"added p50 latency over the bare proxy ≤ 50 µs (1 conn)", fmt.Sprintf("%s, ratio %.2f of the limit", dur(added), float64(added)/float64(50*time.Microsecond)), added <= 50*time.Microsecond},
+		{"≤ 0.01 database queries per proxied request (steady state)", fmt.Sprintf("%.4f, ratio %.2f of the limit", qpr, qpr/0.01), qpr <= 0.01},
+		{"revocation seen on another replica: p99 ≤ 10 ms", fmt.Sprintf("%s, ratio %.2f of the limit", dur(rev), float64(rev)/float64(10*time.Millisecond)), rev <= 10*time.Millisecond},
+		{"proxied p99 during a login flood ≤ 1.5 × at rest", fmt.Sprintf("×%.2f (%s vs %s)", flood, dur(r.flooded.p(.99)), dur(r.rest.p(.99))), flood <= 1.5},
+		{"≤ 1 KiB of memory per cached session", fmt.Sprintf("%.0f bytes, ratio %.2f of the limit", mem, mem/1024), mem <= 1024},
+		{fmt.Sprintf("session lookup p50 with %s rows ≤ %.1f × with %s", rowsLabel(r.rowsLarge), lookupTolerance, rowsLabel(r.rowsSmall)), fmt.Sprintf("×%.2f", lookup), lookup <= lookupTolerance},
+		{fmt.Sprintf("login p50 with %s rows ≤ %.1f × with %s", rowsLabel(r.rowsLarge), lookupTolerance, rowsLabel(r.rowsSmall)), fmt.Sprintf("×%.2f", login), login <= lookupTolerance},
+	}
+}
+
+func (t target) verdict() string {
+	if t.pass {
+		return "PASS"
+	}
+	return "FAIL"
+}
+
+// text is what the bench prints.
+func (r *report) text() string {
+	var b bytes.Buffer
+	b.WriteString("\n")
+	b.WriteString(r.table())
+	b.WriteString("\ntargets\n")
+	w := tabwriter.NewWriter(&b, 0, 0, 3, ' ', 0)
+	for _, t := range r.targets() {
+		fmt.Fprintf(w, "%s\t%s\t%s\n", t.verdict(), t.name, t.measured)
+	}
+	_ = w.Flush()
+	fmt.Fprintf(&b, "\n%s, %s, %s, %d cores, %s; load average %s at the start, %s at the end; run took %s\n",
+		r.machine.goVersion, r.machine.platform, r.machine.cpu, r.machine.cores, r.machine.postgres,
+		r.machine.loadStart, r.machine.loadEnd, r.elapsed.Round(time.Second))
+	return b.String()
+}
+
+// markdown is docs/benchmarks.md.
+func (r *report) markdown() string {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `# Benchmarks
+
+What authsidecar costs over a bare reverse proxy, and whether it meets its
+performance targets. This file is written by the benchmark tool
+(`+"`proxy/bench`"+`); run it again rather than editing it.
+
+## How it is measured
+
+One run, all on loopback, starts as separate processes a trivial upstream
+(every request: 201 and a small JSON body), a bare tuned
+`+"`httputil.ReverseProxy`"+` in front of it (Rewrite with SetURL and
+SetXForwarded, a pooled transport, the same server timeouts as the proxy),
+and the real proxy binary twice: with its caches, and with
+`+"`SESSION_CACHE=false`"+` (every request checked in the database). They use
+a schema of their own on PostgreSQL, dropped at the end.
+
+The load generator is the bench process: N persistent keep-alive
+connections, each sending its next request as soon as the previous answer
+arrived (closed loop); every latency is kept, and p50/p99 are exact
+(nearest rank). Proxied requests are `+"`GET /api/anything`"+` with a valid
+Bearer token. Each throughput figure is %d rounds of %s warm-up (not
+recorded) and %s recorded, the four targets interleaved round by round so
+that a change in the machine's background load weighs on all of them
+alike. *CPU/req* is the CPU time (user + system, from `+"`/proc`"+`) of the
+process that answers the load generator — the upstream for *direct*, the
+proxy otherwise — per request: unlike req/s, it does not depend on what
+else the cores were doing.
+
+**Everything shares the machine's %d cores**: load generator, upstream,
+bare proxy, proxies and PostgreSQL (and whatever else ran on the machine:
+see the load average below). Absolute figures are therefore lower than
+each part would reach alone; the comparisons (authsidecar against the bare
+proxy under the same conditions) are the point.
+
+- *db queries per proxied request*: `+"`authsidecar_db_query_duration_seconds_count`"+`
+  (all series) scraped before and after the 32-connection caching run,
+  divided by every request of that run.
+- *revocation propagation*: a second caching replica (B) on the same
+  database. %d times: log in on A, make B cache the token (a 2xx), then
+  `+"`POST /api/auth/logout`"+` on A while polling B with the token in a tight
+  loop; the time from sending the logout to B's first 401. For reference,
+  each round also times a revoking `+"`UPDATE`"+` sent by the bench itself:
+  the commit the logout waits for.
+- *login flood*: 32 connections of proxied load at rest, then again while 32
+  clients flood `+"`/api/auth/login`"+` (one attempt in four with a wrong
+  password, two clients per account so that no account locks); the runs at
+  rest are half before and half after the flood.
+- *memory per cached session*: %s sessions inserted into `+"`sessions`"+`
+  with tokens signed by the bench (it holds the signing key); a fresh caching
+  proxy with `+"`GOGC=10`"+`; `+"`go_memstats_heap_alloc_bytes`"+` (least of six
+  readings, with requests in between so that garbage gets collected) before
+  and after one request per token.
+- *large table*: session lookups on the caches-off proxy (rotating over a
+  thousand random live sessions) and logins, one client each, with about a
+  thousand rows in `+"`sessions`"+` and then with %s (half expired, half
+  live; `+"`VACUUM ANALYZE`"+` after the insert). Tolerance: p50 within
+  ×%.1f counts as no slower (run-to-run noise on two shared cores).
+
+## Machine
+
+| | |
+|---|---|
+| date | %s |
+| go | %s |
+| platform | %s |
+| CPU | %s |
+| cores | %d |
+| database | %s |
+| load average (1, 5, 15 min) | %s at the start, %s at the end |
+| command | %s |
+| run time | %s |
+
+## Results
+
+`+"```"+`
+%s`+"```"+`
+
+## Targets
+
+| result | target | measured |
+|---|---|---|
+`,
+		rounds, r.opts.warmup/2, (r.opts.duration / rounds).Round(time.Millisecond), r.machine.cores, r.opts.revocations,
+		num(float64(r.opts.memSessions)), num(float64(r.opts.bigRows)), lookupTolerance,
+		r.date.Format("2006-01-02 15:04 MST"), r.machine.goVersion, r.machine.platform, r.machine.cpu, r.machine.cores,
+		r.machine.postgres, r.machine.loadStart, r.machine.loadEnd, r.command(), r.elapsed.Round(time.Second), r.table())
+	for _, t := range r.targets() {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", t.verdict(), t.name, t.measured)
+	}
+	return b.String()
+}
+
+// unexpected notes answers that are not 2xx in a throughput run.
+func unexpected(m measurement) string {
+	if m.success() == m.count() && m.errors == 0 {
+		return ""
+	}
+	return "not all 2xx: " + m.statuses()
+}
+
+func ratio(a, b time.Duration) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// dur formats a latency with three significant digits.
+func dur(d time.Duration) string {
+	us := float64(d) / float64(time.Microsecond)
+	switch {
+	case us < 0:
+		return "-" + dur(-d)
+	case us < 1000:
+		return fmt.Sprintf("%.0f µs", us)
+	case us < 10_000:
+		return fmt.Sprintf("%.2f ms", us/1000)
+	case us < 1_000_000:
+		return fmt.Sprintf("%.1f ms", us/1000)
+	}
+	return fmt.Sprintf("%.2f s", us/1e6)
+}
+
+// num formats a count with thousands separators.
+func num(f float64) string {
+	s := fmt.Sprintf("%.0f", f)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+func mib(bytes float64) string { return fmt.Sprintf("%.1f MiB", bytes/(1<<20)) }
+
+// rowsLabel is a row count in short: 1k, 1M, 1,083.
+func rowsLabel(n int64) string {
+	switch {
+	case n >= 1_000_000 && n%1_000_000 == 0:
+		return fmt.Sprintf("%dM", n/1_000_000)
+	case n >= 1000 && n%1000 == 0:
+		return fmt.Sprintf("%dk", n/1000)
+	}
+	return num(float64(n))
+}
