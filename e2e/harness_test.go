@@ -42,6 +42,7 @@ func TestMain(m *testing.M) {
 		}
 	}
 	code := m.Run()
+	code = checkRecorded(code) // every answer do() got must match docs/openapi.yaml
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -367,6 +368,7 @@ func do(t *testing.T, method, u, token string, body any) response {
 	if err != nil {
 		t.Fatal(err)
 	}
+	record(t, req, body, resp, b)
 	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
 }
 

@@ -126,6 +126,11 @@ type load struct {
 	duration time.Duration // recorded
 	// request returns the bytes of a connection's n-th request.
 	request func(conn, n int) []byte
+	// rate, when not zero, is how many requests per second each connection
+	// sends (an open loop): requests go out on a schedule whatever the
+	// answers, and a latency counts from the scheduled time, so a stall
+	// shows in full instead of slowing the load down.
+	rate float64
 }
 
 // same returns a request function that always sends req.
@@ -268,7 +273,7 @@ func runLoad(ctx context.Context, l load) (measurement, error) {
 	parts := make([]connResult, l.conns)
 	var wg sync.WaitGroup
 	for i := range clients {
-		wg.Go(func() { parts[i] = loop(ctx, clients[i], i, l.request, warmEnd, end) })
+		wg.Go(func() { parts[i] = loop(ctx, clients[i], i, l.request, l.rate, start, warmEnd, end) })
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
@@ -282,10 +287,22 @@ func runLoad(ctx context.Context, l load) (measurement, error) {
 }
 
 // loop is one connection's part of a load run.
-func loop(ctx context.Context, c *client, id int, request func(int, int) []byte, warmEnd, end time.Time) connResult {
+func loop(ctx context.Context, c *client, id int, request func(int, int) []byte, rate float64, start, warmEnd, end time.Time) connResult {
 	r := connResult{status: map[int]int{}, latencies: make([]time.Duration, 0, 1<<12)}
+	var interval time.Duration
+	if rate > 0 {
+		interval = time.Duration(float64(time.Second) / rate)
+		// Spread the connections' schedules over one interval.
+		start = start.Add(interval * time.Duration(id) / 64)
+	}
 	for n := 0; n < maxRequestsPerConn && ctx.Err() == nil; n++ {
 		t0 := time.Now()
+		if interval > 0 {
+			t0 = start.Add(time.Duration(n) * interval)
+			if d := time.Until(t0); d > 0 {
+				time.Sleep(d)
+			}
+		}
 		if !t0.Before(end) {
 			break
 		}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -71,6 +72,9 @@ func serveBareProxy(args []string) error {
 			pr.SetXForwarded()
 		},
 		Transport: transport,
+		// Tuned as the proxy is: copy buffers are reused, not allocated
+		// per response.
+		BufferPool: newBufferPool(),
 	}
 	return serveAnnounced(rp)
 }
@@ -112,3 +116,13 @@ func serveAnnounced(h http.Handler) error {
 	}
 	return nil
 }
+
+// bufferPool reuses ReverseProxy's 32 KiB copy buffers.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (b *bufferPool) Get() []byte  { return *b.p.Get().(*[]byte) }
+func (b *bufferPool) Put(s []byte) { b.p.Put(&s) }

@@ -34,7 +34,7 @@ type upstream struct {
 	body string
 }
 
-func newUpstream(t *testing.T) *upstream {
+func newUpstream(t testing.TB) *upstream {
 	u := &upstream{}
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.hits.Add(1)
@@ -58,8 +58,9 @@ func (u *upstream) lastRequest() (*http.Request, string) {
 
 // env is a gateway in front of an upstream, on a schema of its own.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	store    *postgres.Store
+	cache    *session.Cache // nil unless the env was made with one
 	pool     interface{ Close() }
 	ids      *identity.Service
 	sessions *session.Manager
@@ -69,6 +70,14 @@ type env struct {
 }
 
 func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := newEnvWith(t, nil, nil)
+	return e
+}
+
+// newEnvWith is newEnv with another upstream (nil: a recording one of its
+// own) and changes to the session configuration.
+func newEnvWith(t testing.TB, upURL *url.URL, configure func(*session.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	pool := pgtest.Pool(t)
@@ -94,10 +103,18 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	e := &env{t: t, store: store, pool: pool, up: newUpstream(t)}
+	e := &env{t: t, store: store, pool: pool}
+	if upURL == nil {
+		e.up = newUpstream(t)
+		upURL, _ = url.Parse(e.up.URL)
+	}
 	e.ids = identity.New(store, hasher, identity.Lockout{MaxFailures: 5, Duration: time.Minute}, time.Now, log)
-	e.sessions = session.NewManager(store, signer, session.Config{TTL: time.Hour, MaxAge: 2 * time.Hour, RefreshGrace: time.Second}, time.Now, log)
-	upURL, _ := url.Parse(e.up.URL)
+	cfg := session.Config{TTL: time.Hour, MaxAge: 2 * time.Hour, RefreshGrace: time.Second}
+	if configure != nil {
+		configure(&cfg)
+	}
+	e.cache = cfg.Cache
+	e.sessions = session.NewManager(store, signer, cfg, time.Now, log)
 	e.gw = gateway.New(gateway.Config{
 		Upstream: upURL, Sessions: e.sessions, Identity: e.ids, JWKS: signer.JWKS(),
 		Ready: func(ctx context.Context) error { return store.Ping(ctx) }, Log: log,

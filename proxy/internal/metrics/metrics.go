@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -228,21 +229,36 @@ func (m *Metrics) Transport(next http.RoundTripper) http.RoundTripper {
 	if m == nil {
 		return next
 	}
-	return roundTripper{next: next, h: m.upstream}
+	return &roundTripper{next: next, h: m.upstream}
 }
 
 type roundTripper struct {
 	next http.RoundTripper
 	h    *prometheus.HistogramVec
+	// byCode caches each status code's observer: looking a label value up
+	// in the vector hashes and locks on every request.
+	byCode sync.Map // int → prometheus.Observer
 }
 
-func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+func (rt *roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	start := time.Now()
 	resp, err := rt.next.RoundTrip(r)
-	code := "error"
+	code := 0 // unreachable upstream
 	if err == nil {
-		code = strconv.Itoa(resp.StatusCode)
+		code = resp.StatusCode
 	}
-	rt.h.WithLabelValues(code).Observe(time.Since(start).Seconds())
+	rt.observer(code).Observe(time.Since(start).Seconds())
 	return resp, err
+}
+
+func (rt *roundTripper) observer(code int) prometheus.Observer {
+	if o, ok := rt.byCode.Load(code); ok {
+		return o.(prometheus.Observer)
+	}
+	label := "error"
+	if code != 0 {
+		label = strconv.Itoa(code)
+	}
+	o, _ := rt.byCode.LoadOrStore(code, rt.h.WithLabelValues(label))
+	return o.(prometheus.Observer)
 }

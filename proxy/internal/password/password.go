@@ -59,8 +59,10 @@ type Hasher struct {
 // Options configure a Hasher. Zero fields take the defaults stated.
 type Options struct {
 	Params Params // default OWASP
-	// Concurrency is how many hashes may run at once (default: the number of
-	// CPUs). More would only queue inside the scheduler and hold memory.
+	// Concurrency is how many hashes may run at once (default: half the
+	// CPUs, at least one). More would only queue inside the scheduler and
+	// hold memory; and the other half stays free for proxied traffic, so
+	// that a login flood cannot starve it.
 	Concurrency int
 	// MaxWait is how long a call waits for a free slot before it gives up
 	// with auth.ErrBusy (default 2s), so that a flood fails fast instead of
@@ -74,7 +76,7 @@ func New(opts Options) (*Hasher, error) {
 		opts.Params = OWASP
 	}
 	if opts.Concurrency <= 0 {
-		opts.Concurrency = runtime.NumCPU()
+		opts.Concurrency = max(1, runtime.NumCPU()/2)
 	}
 	if opts.MaxWait <= 0 {
 		opts.MaxWait = 2 * time.Second

@@ -137,6 +137,17 @@ func (c *Cache) Evict(sessionID string) {
 	c.sessions.remove(sessionID)
 }
 
+// EvictDevice drops every cached session of a device, or of one of its
+// users when username is not empty: what a bulk revocation on this replica
+// ended, before the notifications for each session arrive. It walks the
+// whole cache; bulk revocations are rare.
+func (c *Cache) EvictDevice(deviceID, username string) {
+	c.seq.Add(1)
+	c.sessions.removeWhere(func(e sessionEntry) bool {
+		return e.deviceID == deviceID && (username == "" || e.username == username)
+	})
+}
+
 // SetListening says whether the replica hears every change from now on.
 // Going down or coming up both empty the session cache: notifications may
 // have been lost in between.
@@ -225,6 +236,19 @@ func (sm *shardedMap[K, V]) remove(key K) {
 	s.mu.Lock()
 	delete(s.m, key)
 	s.mu.Unlock()
+}
+
+func (sm *shardedMap[K, V]) removeWhere(match func(V) bool) {
+	for i := range sm.shards {
+		s := &sm.shards[i]
+		s.mu.Lock()
+		for k, v := range s.m {
+			if match(v) {
+				delete(s.m, k)
+			}
+		}
+		s.mu.Unlock()
+	}
 }
 
 func (sm *shardedMap[K, V]) clear() {

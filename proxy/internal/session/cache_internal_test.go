@@ -60,3 +60,29 @@ func TestCacheIsBounded(t *testing.T) {
 		t.Fatalf("%d sessions cached, bound is %d", n, shardCount*10)
 	}
 }
+
+func TestEvictDevice(t *testing.T) {
+	t.Parallel()
+	c := NewCache(100)
+	c.SetListening(true)
+	put := func(id, device, user string) {
+		c.storeSession(c.snapshot(), id, entryOf(auth.Session{ID: id, DeviceID: device, Username: user}, false))
+	}
+	put("a1", "A", "u1")
+	put("a2", "A", "u2")
+	put("b1", "B", "u1")
+	c.EvictDevice("A", "u1")
+	if _, ok := c.session("a1"); ok {
+		t.Fatal("A/u1 still cached")
+	}
+	if _, ok := c.session("a2"); !ok {
+		t.Fatal("A/u2 evicted by a revoke of u1")
+	}
+	c.EvictDevice("A", "")
+	if _, ok := c.session("a2"); ok {
+		t.Fatal("A/u2 still cached after the whole device")
+	}
+	if _, ok := c.session("b1"); !ok {
+		t.Fatal("device B evicted")
+	}
+}

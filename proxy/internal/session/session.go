@@ -308,8 +308,11 @@ func (m *Manager) RevokeDevice(ctx context.Context, deviceID, username, by, reas
 	if err != nil {
 		return 0, fmt.Errorf("revoke device sessions: %w", err)
 	}
-	// The store's notifications evict each revoked session, on this
-	// replica too.
+	// The store's notifications evict each revoked session on every
+	// replica; this one forgets them at once, so that its own answer holds.
+	if m.cfg.Cache != nil {
+		m.cfg.Cache.EvictDevice(deviceID, username)
+	}
 	m.cfg.Metrics.Session("revoked", n)
 	m.log.Info("sessions revoked", zap.String("device_id", deviceID), zap.String("username", username),
 		zap.Int64("count", n), zap.String("by", by), zap.String("reason", reason))
