@@ -6,9 +6,11 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"testing"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/gateway"
+	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
 )
 
@@ -27,13 +29,16 @@ func BenchmarkForward(b *testing.B) {
 
 	b.Run("bare", func(b *testing.B) {
 		rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(upURL); pr.SetXForwarded() },
-			Transport: gateway.NewTransport()}
+			Transport: gateway.NewTransport(), BufferPool: pool{}}
 		srv := httptest.NewServer(rp)
 		defer srv.Close()
 		drive(b, srv.URL, "")
 	})
 	b.Run("gateway", func(b *testing.B) {
-		e := newEnvWith(b, upURL, func(cfg *session.Config) { cfg.Cache = session.NewCache(1000) })
+		e := newEnvWith(b, upURL, func(cfg *session.Config) {
+			cfg.Cache = session.NewCache(1000)
+			cfg.Metrics = metrics.New()
+		})
 		e.cache.SetListening(true) // no listener here: nothing changes meanwhile
 		e.addUser("VR-1", "1111", "1111", false)
 		tok := e.login("VR-1", "1111", "1111")
@@ -63,3 +68,10 @@ func drive(b *testing.B, base, tok string) {
 		}
 	})
 }
+
+type pool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (pool) Get() []byte  { return *buffers.Get().(*[]byte) }
+func (pool) Put(b []byte) { buffers.Put(&b) }

@@ -117,7 +117,7 @@ func newEnvWith(t testing.TB, upURL *url.URL, configure func(*session.Config)) *
 	e.sessions = session.NewManager(store, signer, cfg, time.Now, log)
 	e.gw = gateway.New(gateway.Config{
 		Upstream: upURL, Sessions: e.sessions, Identity: e.ids, JWKS: signer.JWKS(),
-		Ready: func(ctx context.Context) error { return store.Ping(ctx) }, Log: log,
+		Ready: func(ctx context.Context) error { return store.Ping(ctx) }, Log: log, Metrics: cfg.Metrics,
 	})
 	e.srv = httptest.NewServer(e.gw)
 	t.Cleanup(e.srv.Close)

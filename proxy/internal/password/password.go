@@ -97,7 +97,9 @@ func (h *Hasher) Hash(ctx context.Context, pw string) (string, error) {
 		return "", err
 	}
 	defer release()
-	return h.hash([]byte(pw))
+	var enc string
+	lowPriority(func() { enc, err = h.hash([]byte(pw)) })
+	return enc, err
 }
 
 // Verify reports whether pw matches encoded. An empty encoded (unknown
@@ -109,11 +111,34 @@ func (h *Hasher) Verify(ctx context.Context, pw, encoded string) (bool, error) {
 		return false, err
 	}
 	defer release()
-	if encoded == "" {
-		_, _ = verify([]byte(pw), h.dummy)
-		return false, nil
-	}
-	return verify([]byte(pw), encoded)
+	var ok bool
+	lowPriority(func() {
+		if encoded == "" {
+			_, _ = verify([]byte(pw), h.dummy)
+			return
+		}
+		ok, err = verify([]byte(pw), encoded)
+	})
+	return ok, err
+}
+
+// lowPriority runs f on an OS thread of its own whose scheduling priority
+// is lowered (where the system allows it), and waits for it. A hash is tens
+// of milliseconds of pure CPU: at normal priority a login flood takes whole
+// cores from proxied requests, which are short and latency-bound. At lower
+// priority the kernel runs the hashes on whatever CPU the proxied traffic
+// leaves, and logins slow down first. The goroutine exits still locked to
+// its thread, so the thread ends with it and never runs other goroutines
+// at the lowered priority.
+func lowPriority(f func()) {
+	done := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		lowerThreadPriority()
+		defer close(done)
+		f()
+	}()
+	<-done
 }
 
 func (h *Hasher) acquire(ctx context.Context) (func(), error) {

@@ -150,3 +150,14 @@ func TestCanceledContextGivesUp(t *testing.T) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
 }
+
+// TestHashingRunsAtLowerPriority: the hash runs on a thread whose nice
+// value was raised, so that proxied traffic wins the CPU under a flood.
+func TestHashingRunsAtLowerPriority(t *testing.T) {
+	t.Parallel()
+	var nice int
+	lowPriority(func() { nice = threadNice() })
+	if want := expectedNice(); nice != want {
+		t.Fatalf("hashing thread nice %d, want %d", nice, want)
+	}
+}
