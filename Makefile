@@ -24,9 +24,12 @@ run: build
 run-postgres: build
 	@DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/authsidecar?sslmode=disable} scripts/run.sh
 
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 test:
 	@scripts/postgres.sh "$(TEST_DATABASE_URL)"
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 	$(GO) test -race -count=1 ./...
 
 # make bench   measures the proxy against a bare reverse proxy (about five
