@@ -134,7 +134,6 @@ func (g *Gateway) session(w http.ResponseWriter, _ *http.Request, c session.Call
 // callerHandler is a handler that runs only for a live session.
 type callerHandler func(w http.ResponseWriter, r *http.Request, c session.Caller) error
 
-type callerKey struct{}
 
 // withCaller authenticates the request and passes its caller to h.
 func (g *Gateway) withCaller(h callerHandler) handlerFunc {
@@ -165,7 +164,7 @@ func (g *Gateway) authenticated(next http.Handler) http.Handler {
 		if err != nil {
 			return err
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, identityOf(c.Session))))
 		return nil
 	})
 }
@@ -204,10 +203,6 @@ func bearerToken(h http.Header) (string, error) {
 	return tok, nil
 }
 
-func callerFrom(ctx context.Context) (session.Caller, bool) {
-	c, ok := ctx.Value(callerKey{}).(session.Caller)
-	return c, ok
-}
 
 // decodeJSON reads one JSON object of at most limit bytes into v.
 func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
