@@ -134,7 +134,6 @@ func (g *Gateway) session(w http.ResponseWriter, _ *http.Request, c session.Call
 // callerHandler is a handler that runs only for a live session.
 type callerHandler func(w http.ResponseWriter, r *http.Request, c session.Caller) error
 
-
 // withCaller authenticates the request and passes its caller to h.
 func (g *Gateway) withCaller(h callerHandler) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
@@ -202,7 +201,6 @@ func bearerToken(h http.Header) (string, error) {
 	}
 	return tok, nil
 }
-
 
 // decodeJSON reads one JSON object of at most limit bytes into v.
 func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
