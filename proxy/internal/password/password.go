@@ -70,13 +70,17 @@ type Options struct {
 	MaxWait time.Duration
 }
 
+// DefaultConcurrency is how many hashes run at once unless Options says
+// otherwise: half the CPUs, at least one.
+func DefaultConcurrency() int { return max(1, runtime.NumCPU()/2) }
+
 // New returns a Hasher.
 func New(opts Options) (*Hasher, error) {
 	if opts.Params == (Params{}) {
 		opts.Params = OWASP
 	}
 	if opts.Concurrency <= 0 {
-		opts.Concurrency = max(1, runtime.NumCPU()/2)
+		opts.Concurrency = DefaultConcurrency()
 	}
 	if opts.MaxWait <= 0 {
 		opts.MaxWait = 2 * time.Second
