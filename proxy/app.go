@@ -183,7 +183,8 @@ func (a *app) hasher() (*password.Hasher, error) { return password.New(password.
 
 func (a *app) identity(h *password.Hasher) *identity.Service {
 	return identity.New(a.store, h, identity.Lockout{
-		MaxFailures: a.cfg.LoginMaxFailures, Duration: a.cfg.LoginLockout, OnLock: a.metrics.Lockout,
+		MaxFailures: a.cfg.LoginMaxFailures, Duration: a.cfg.LoginLockout, MaxDuration: maxLockout,
+		OnLock: a.metrics.Lockout,
 	}, a.now, a.log)
 }
 

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
+	"github.com/authsidecar/authsidecar/proxy/internal/password"
 )
 
 // openForCommand opens the app for an operator command: it logs only
@@ -162,9 +163,11 @@ func userCmd(ctx context.Context, cfg config, args []string, stdin io.Reader, st
 		return err
 	}
 	defer a.close()
-	hasher, err := a.hasher()
-	if err != nil {
-		return err
+	var hasher *password.Hasher // only adding a user or setting a password hashes
+	if sub == "add" || sub == "passwd" {
+		if hasher, err = a.hasher(); err != nil {
+			return err
+		}
 	}
 	ids := a.identity(hasher)
 	switch sub {

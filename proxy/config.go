@@ -42,6 +42,9 @@ type config struct {
 	signingKeys []token.Key   // read from SigningKeyFile, when set
 }
 
+// maxLockout caps a lockout, however often it doubled.
+const maxLockout = time.Hour
+
 // settingError names the variable that is wrong; main prints it as one line
 // and exits 2.
 type settingError struct {
@@ -118,6 +121,9 @@ func (c *config) validate() error {
 	}
 	if c.SessionMaxAge < c.TokenTTL {
 		return bad("SESSION_MAX_AGE", "%s is shorter than TOKEN_TTL %s", c.SessionMaxAge, c.TokenTTL)
+	}
+	if c.LoginLockout > maxLockout {
+		return bad("LOGIN_LOCKOUT", "at most %s (lockouts double up to that cap)", maxLockout)
 	}
 	if c.LoginMaxFailures < 1 {
 		return bad("LOGIN_MAX_FAILURES", "must be at least 1")

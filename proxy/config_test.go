@@ -61,6 +61,7 @@ func TestConfigRejectsBadSettings(t *testing.T) {
 		{"LOGIN_MAX_FAILURES", "0"},
 		{"LOGIN_MAX_FAILURES", "five"},
 		{"LOGIN_LOCKOUT", "0"},
+		{"LOGIN_LOCKOUT", "2h"},
 		{"AUTO_MIGRATE", "perhaps"},
 		{"SESSION_CACHE", "sometimes"},
 		{"DRAIN_DELAY", "-1s"},

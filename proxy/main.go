@@ -1,5 +1,6 @@
 // Command proxy is authsidecar's auth proxy: it logs headsets and other
-// clients in, issues signed tokens for sessions kept in PostgreSQL, and
+// clients in, issues signed tokens for sessions kept in PostgreSQL (or an
+// embedded store for one process), and
 // forwards authenticated requests to a backend with the caller's identity in
 // headers. See the README for the commands and settings.
 package main
@@ -21,6 +22,9 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	// After the first signal, the next one gets the default action (exit at
+	// once): an operator can always cut a drain short.
+	go func() { <-ctx.Done(); stop() }()
 	os.Exit(run(ctx, os.Args[1:], environ(), os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -68,7 +72,7 @@ func run(ctx context.Context, args []string, environ map[string]string, stdin io
 	}
 	handler, ok := commands[cmd]
 	if !ok {
-		fmt.Fprintf(stderr, "proxy: unknown command %q\n%s\n", cmd, usage)
+		fmt.Fprintf(stderr, "proxy: unknown command %q (proxy help lists the commands)\n", cmd)
 		return exitUsage
 	}
 	cfg, err := loadConfig(environ)

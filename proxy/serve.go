@@ -160,6 +160,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 	if cfg.MetricsAddr != "" {
 		mln, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
+			_ = ln.Close()
 			return fmt.Errorf("listen on METRICS_ADDR %s: %w", cfg.MetricsAddr, err)
 		}
 		mux := http.NewServeMux()

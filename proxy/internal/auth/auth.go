@@ -18,6 +18,11 @@ type User struct {
 	Username  string
 	IsAdmin   bool
 	CreatedAt time.Time
+
+	// PasswordHash is the stored hash a login was checked against, kept
+	// so that the login can confirm it is still current once its session
+	// exists (see identity.Service.Confirm). Never sent anywhere.
+	PasswordHash string
 }
 
 // Session is one login. Its ID travels inside the signed token; the database
@@ -42,11 +47,6 @@ type Session struct {
 
 	ClientAddr string
 	UserAgent  string
-}
-
-// Live reports whether the session may be used at now, ignoring generations.
-func (s Session) Live(now time.Time) bool {
-	return s.RevokedAt.IsZero() && now.Before(s.ExpiresAt)
 }
 
 // AcceptsGeneration reports whether a token issued for generation gen is

@@ -17,7 +17,6 @@ var (
 	errMissingToken     = errors.New("missing bearer token")
 	errMethodNotAllowed = errors.New("method not allowed")
 	errRouteNotFound    = errors.New("no such route")
-	errBodyTooLarge     = errors.New("request body too large")
 )
 
 // errorBody is every JSON error the proxy writes.
@@ -53,8 +52,6 @@ func (g *Gateway) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	case errors.Is(err, auth.ErrForbidden):
 		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope"`)
 		status, code, msg = http.StatusForbidden, "insufficient_scope", "this needs an admin session"
-	case errors.Is(err, errBodyTooLarge):
-		status, code, msg = http.StatusRequestEntityTooLarge, "body_too_large", "the request body is too large"
 	case errors.Is(err, auth.ErrInvalidInput):
 		status, code, msg = http.StatusBadRequest, "invalid_request", "the request is malformed"
 		if m, ok := auth.PublicMessage(err); ok {

@@ -74,8 +74,10 @@ func (g *Gateway) newReverseProxy(upstream *url.URL, transport http.RoundTripper
 			id, ok := pr.In.Context().Value(identityKey{}).(*identityHeaders)
 			if !ok {
 				// Unreachable: the forwarder only runs behind authenticated.
-				// Should it ever happen, the backend sees no identity at all.
-				return
+				// Should it ever happen, abort rather than forward a request
+				// nobody checked (the server recovers ErrAbortHandler and
+				// drops the connection).
+				panic(http.ErrAbortHandler)
 			}
 			h[HeaderUserID] = id.userID[:]
 			h[HeaderUsername] = id.username[:]
@@ -123,12 +125,34 @@ func identityOf(s auth.Session) *identityHeaders {
 // could otherwise set our header under a name we did not look for.
 func stripClientClaims(h http.Header) {
 	for k := range h {
-		name := strings.ToLower(strings.ReplaceAll(k, "_", "-"))
-		if strings.HasPrefix(name, "x-auth-") || strings.HasPrefix(name, "x-forwarded-") ||
-			name == "forwarded" || name == "x-real-ip" {
+		if hasPrefixFold(k, "x-auth-") || hasPrefixFold(k, "x-forwarded-") ||
+			(len(k) == len("forwarded") && hasPrefixFold(k, "forwarded")) ||
+			(len(k) == len("x-real-ip") && hasPrefixFold(k, "x-real-ip")) {
 			delete(h, k)
 		}
 	}
+}
+
+// hasPrefixFold reports whether name starts with prefix (lower case, with
+// dashes) in any case and with '_' for '-'. It runs for every header of
+// every request, so it does not allocate.
+func hasPrefixFold(name, prefix string) bool {
+	if len(name) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		c := name[i]
+		switch {
+		case c == '_':
+			c = '-'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // requestsH2C reports whether any Upgrade header offers h2c, in any case and

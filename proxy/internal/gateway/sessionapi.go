@@ -99,7 +99,17 @@ func (g *Gateway) doLogin(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	issued, err := g.cfg.Sessions.Create(r.Context(), user, session.Client{Addr: clientAddr(r), UserAgent: r.UserAgent()})
+	if errors.Is(err, auth.ErrNotFound) {
+		return auth.ErrInvalidCredentials // the user was removed meanwhile
+	}
 	if err != nil {
+		return err
+	}
+	if err := g.cfg.Identity.Confirm(r.Context(), user); err != nil {
+		if rerr := g.cfg.Sessions.Revoke(context.WithoutCancel(r.Context()), issued.Session.ID, "", "proxy",
+			"credentials changed during the login"); rerr != nil && !errors.Is(rerr, auth.ErrNotFound) {
+			g.log.Error("could not end a session whose login lost a race", zap.String("session_id", issued.Session.ID), zap.Error(rerr))
+		}
 		return err
 	}
 	g.log.Info("login succeeded", zap.String("device_id", user.DeviceID), zap.String("username", user.Username),

@@ -573,3 +573,35 @@ func TestDeadlineWhileWaitingDoesNotCount(t *testing.T) {
 		t.Fatalf("right password: %v; attempts cut short by a deadline were counted", err)
 	}
 }
+
+// TestConfirmCatchesAPasswordChangeDuringLogin: a login checked against the
+// old password must not keep the session it created when the password
+// changed (or the user went) while it was hashing.
+func TestConfirmCatchesAPasswordChangeDuringLogin(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, lockout)
+	ctx := context.Background()
+	u, err := f.login("1111")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Confirm(ctx, u); err != nil {
+		t.Fatalf("Confirm with nothing changed: %v", err)
+	}
+	if _, err := f.svc.SetPassword(ctx, "dev", "1111", "4321"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Confirm(ctx, u); !errors.Is(err, auth.ErrInvalidCredentials) {
+		t.Fatalf("Confirm after a password change: %v, want ErrInvalidCredentials", err)
+	}
+	u2, err := f.login("4321")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.RemoveUser(ctx, "dev", "1111"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Confirm(ctx, u2); !errors.Is(err, auth.ErrInvalidCredentials) {
+		t.Fatalf("Confirm after the user was removed: %v, want ErrInvalidCredentials", err)
+	}
+}

@@ -59,8 +59,8 @@ type Hasher struct {
 // Options configure a Hasher. Zero fields take the defaults stated.
 type Options struct {
 	Params Params // default OWASP
-	// Concurrency is how many hashes may run at once (default: half the
-	// CPUs, at least one). More would only queue inside the scheduler and
+	// Concurrency is how many hashes may run at once (default:
+	// DefaultConcurrency). More would only queue inside the scheduler and
 	// hold memory; and the other half stays free for proxied traffic, so
 	// that a login flood cannot starve it.
 	Concurrency int
@@ -71,8 +71,12 @@ type Options struct {
 }
 
 // DefaultConcurrency is how many hashes run at once unless Options says
-// otherwise: half the CPUs, at least one.
-func DefaultConcurrency() int { return max(1, runtime.NumCPU()/2) }
+// otherwise: half the CPUs the process may use (GOMAXPROCS, which follows
+// a container's CPU limit), at least one. It is read once, at start, before
+// the proxy adds processors for the hashing threads.
+func DefaultConcurrency() int { return defaultConcurrency }
+
+var defaultConcurrency = max(1, runtime.GOMAXPROCS(0)/2)
 
 // New returns a Hasher.
 func New(opts Options) (*Hasher, error) {

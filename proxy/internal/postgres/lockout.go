@@ -2,8 +2,10 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -35,6 +37,15 @@ func (s *Store) ReserveLoginAttempt(ctx context.Context, deviceID, username stri
 	if err != nil {
 		return 0, time.Time{}, wrap("count login attempt", err)
 	}
+	if !n.Valid && !until.Valid {
+		// Locked by another replica after this statement's snapshot was
+		// taken: read the lock that refused the attempt.
+		err = s.pool.QueryRow(ctx, `SELECT locked_until FROM login_failures WHERE device_id = $1 AND username = $2`,
+			deviceID, username).Scan(&until)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return 0, time.Time{}, wrap("read lock", err)
+		}
+	}
 	if !n.Valid {
 		return 0, until.Time, nil
 	}
@@ -42,7 +53,8 @@ func (s *Store) ReserveLoginAttempt(ctx context.Context, deviceID, username stri
 }
 
 // ReleaseLoginAttempt takes back a reserved attempt that was never
-// evaluated (the hasher was busy), so that load alone does not lock anyone.
+// evaluated (the hasher was busy, the store failed, the caller went away),
+// so that load or faults alone do not lock anyone.
 func (s *Store) ReleaseLoginAttempt(ctx context.Context, deviceID, username string) error {
 	_, err := s.pool.Exec(ctx, `
 		UPDATE login_failures SET failures = greatest(failures - 1, 0)
@@ -63,13 +75,14 @@ func (s *Store) LockAccount(ctx context.Context, deviceID, username string, now 
 		WHERE device_id = $1 AND username = $2 AND (locked_until IS NULL OR locked_until <= $3)
 		RETURNING locked_until`,
 		deviceID, username, now, base.Seconds(), maxLock.Seconds()).Scan(&until)
-	if err == nil {
-		return until, nil
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return until, wrap("lock account", err)
 	}
 	// Someone else locked it first: report their lock.
+	var theirs pgtype.Timestamptz
 	err = s.pool.QueryRow(ctx, `SELECT locked_until FROM login_failures WHERE device_id = $1 AND username = $2`,
-		deviceID, username).Scan(&until)
-	return until, wrap("lock account", err)
+		deviceID, username).Scan(&theirs)
+	return theirs.Time, wrap("lock account", err)
 }
 
 // ResetLoginFailures forgets an account's failures and lockouts (after a

@@ -1,6 +1,8 @@
-// Package postgres is the proxy's PostgreSQL store: devices, users, sessions
-// and the generated signing key, with the schema's migrations embedded in the
-// binary. Driver errors are translated here, at the boundary, into the errors
+// Package postgres is the proxy's PostgreSQL store: devices, users,
+// sessions, login failures and the generated signing key, with the schema's
+// migrations embedded in the binary; the listener that hears of every
+// session change; and the advisory locks that let one replica at a time
+// migrate or clean up. Driver errors are translated here, at the boundary, into the errors
 // of package auth.
 package postgres
 

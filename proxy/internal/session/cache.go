@@ -13,9 +13,10 @@ import (
 
 // Cache keeps, per replica, what the hot path would otherwise ask of the
 // signature check and the database: verified tokens' claims, and sessions
-// by id. It is correct only while the replica hears every change to a
-// session (the store's change notifications): SetListening(false) empties
-// it and stops it from answering until the replica listens again.
+// by id. The session half is correct only while the replica hears every
+// change to a session (the store's change notifications): SetListening(false)
+// empties it and stops it from answering until the replica listens again.
+// The token half depends on no session state and always answers.
 //
 // The race it guards against: a request reads a live session from the
 // database, a logout commits and its notification evicts the (not yet
@@ -31,7 +32,8 @@ type Cache struct {
 }
 
 // NewCache returns a cache holding at most max tokens and max sessions. It
-// starts not listening: it answers nothing until SetListening(true).
+// starts not listening: its session half answers nothing until
+// SetListening(true).
 func NewCache(max int) *Cache {
 	c := &Cache{}
 	c.tokens.init(max)
@@ -92,15 +94,18 @@ func fromUnixNano(n int64) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
-// verifiedToken returns the claims of a token verified before and not yet
-// expired at now. Token verification does not depend on any session state,
-// so this part of the cache never needs invalidating.
-func (c *Cache) verifiedToken(raw string, now time.Time) (token.Claims, bool) {
+// verifiedToken returns the claims of a token whose signature was verified
+// before; expired reports that its exp has passed by now. Token
+// verification does not depend on any session state, so this part of the
+// cache never needs invalidating, and it answers whether or not the cache
+// is listening.
+func (c *Cache) verifiedToken(raw string, now time.Time) (claims token.Claims, expired, ok bool) {
 	e, ok := c.tokens.get(sha256.Sum256([]byte(raw)))
-	if !ok || now.Unix() >= e.exp {
-		return token.Claims{}, false
+	if !ok {
+		return token.Claims{}, false, false
 	}
-	return token.Claims{SessionID: e.sessionID, DeviceID: e.deviceID, Generation: e.gen, ExpiresAt: time.Unix(e.exp, 0).UTC()}, true
+	claims = token.Claims{SessionID: e.sessionID, DeviceID: e.deviceID, Generation: e.gen, ExpiresAt: time.Unix(e.exp, 0).UTC()}
+	return claims, now.Unix() >= e.exp, true
 }
 
 func (c *Cache) storeToken(raw string, claims token.Claims) {

@@ -115,3 +115,21 @@ func TestCacheRevokedBySQL(t *testing.T) {
 		return errors.Is(err, auth.ErrInvalidToken)
 	})
 }
+
+// TestExpiredTokenMetAgainCostsNothing: a device retrying an expired token
+// is refused from the cache: no signature check, no database write (the
+// store is gone, and the answer is still "invalid token", not 503).
+func TestExpiredTokenMetAgainCostsNothing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, withCache(defaults))
+	iss := f.login(t, f.bob)
+	f.clock.Advance(defaults.TTL)
+	f.wantRefused(t, iss.Token, "expired, first time")
+	if n := f.rows(t, iss.Session.ID); n != 0 {
+		t.Fatalf("expired session met: %d rows left", n)
+	}
+	f.pool.Close()
+	for range 3 {
+		f.wantRefused(t, iss.Token, "expired, met again with the store gone")
+	}
+}

@@ -1,7 +1,8 @@
 // Package session issues, checks, refreshes and ends sessions. A session is
 // a row in the store; the client holds a signed token that names it. Every
-// request's token is verified and its session checked for revocation and
-// expiry before anything is forwarded.
+// request's token and session are checked — signature, revocation, expiry,
+// refresh generation — before anything is forwarded: from the Cache when it
+// knows the answer, else by verifying the signature and asking the store.
 package session
 
 import (
@@ -15,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
 	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
@@ -117,23 +119,28 @@ func (m *Manager) Create(ctx context.Context, user auth.User, client Client) (Is
 // check and no database query.
 func (m *Manager) Authenticate(ctx context.Context, raw string) (Caller, error) {
 	now := m.now()
-	claims, err := m.verify(raw, now)
-	if errors.Is(err, token.ErrExpired) {
-		// A genuine token past its exp: its session may have expired with
-		// it (unless a refresh extended it), and is deleted when met.
+	claims, seen, err := m.verify(raw, now)
+	if errors.Is(err, token.ErrExpired) && !seen {
+		// A genuine token past its exp, met for the first time: its session
+		// may have expired with it (unless a refresh extended it), and is
+		// deleted when met.
 		m.deleteIfExpired(ctx, claims.SessionID, claims.DeviceID)
 	}
 	if err != nil {
-		return Caller{}, m.refuse(claims.SessionID, claims.DeviceID, err.Error(), fmt.Errorf("%w: %w", auth.ErrInvalidToken, err))
+		level := zap.InfoLevel
+		if seen {
+			level = zap.DebugLevel // a client repeating a token refused before
+		}
+		return Caller{}, m.refuseAt(level, claims.SessionID, claims.DeviceID, err.Error(), fmt.Errorf("%w: %w", auth.ErrInvalidToken, err))
 	}
 
 	c := m.cfg.Cache
-	if c != nil {
+	if c != nil && c.Listening() {
 		e, hit := c.session(claims.SessionID)
 		m.cfg.Metrics.SessionCache(hit)
 		if hit {
 			if e.gone {
-				return Caller{}, m.refuse(claims.SessionID, claims.DeviceID, "revoked or gone (cached)", auth.ErrInvalidToken)
+				return Caller{}, m.refuseAt(zap.DebugLevel, claims.SessionID, claims.DeviceID, "revoked or gone (cached)", auth.ErrInvalidToken)
 			}
 			if caller, err, decided := m.check(ctx, e.session(claims.SessionID), claims, now); decided {
 				return caller, err
@@ -191,20 +198,29 @@ func (m *Manager) check(ctx context.Context, s auth.Session, claims token.Claims
 }
 
 // verify checks a token's signature and claims, or finds it verified before.
-func (m *Manager) verify(raw string, now time.Time) (token.Claims, error) {
+//
+// A token met again after its exp is refused from the cache without the
+// signature check, and seen reports that: the session it names was dealt
+// with when the token was first met expired.
+func (m *Manager) verify(raw string, now time.Time) (claims token.Claims, seen bool, err error) {
 	c := m.cfg.Cache
 	if c != nil {
-		claims, hit := c.verifiedToken(raw, now)
+		claims, expired, hit := c.verifiedToken(raw, now)
 		m.cfg.Metrics.TokenCache(hit)
-		if hit {
-			return claims, nil
+		switch {
+		case hit && expired:
+			return claims, true, token.ErrExpired
+		case hit:
+			return claims, false, nil
 		}
 	}
-	claims, err := m.tokens.Verify(raw)
-	if err == nil && c != nil {
+	claims, err = m.tokens.Verify(raw)
+	if c != nil && (err == nil || errors.Is(err, token.ErrExpired)) {
+		// An expired token's claims are genuine too (token.Verify returns
+		// them only when everything else checked out).
 		c.storeToken(raw, claims)
 	}
-	return claims, err
+	return claims, false, err
 }
 
 // evict drops a session this replica just changed from its own cache at
@@ -237,7 +253,14 @@ func (m *Manager) deleteIfExpired(ctx context.Context, id, deviceID string) {
 
 // refuse logs why a token was refused and returns err.
 func (m *Manager) refuse(sessionID, deviceID, why string, err error) error {
-	if ce := m.log.Check(zap.InfoLevel, "session refused"); ce != nil {
+	return m.refuseAt(zap.InfoLevel, sessionID, deviceID, why, err)
+}
+
+// refuseAt is refuse at a given level: a token refused again and again (a
+// device retrying a revoked token) is logged at debug, so that a client
+// cannot turn its retries into a flood of log lines.
+func (m *Manager) refuseAt(level zapcore.Level, sessionID, deviceID, why string, err error) error {
+	if ce := m.log.Check(level, "session refused"); ce != nil {
 		ce.Write(zap.String("session_id", sessionID), zap.String("device_id", deviceID), zap.String("reason", why))
 	}
 	return err

@@ -12,15 +12,12 @@ import (
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
 )
 
-// Store provides everything the proxy keeps, as the PostgreSQL store does.
-var _ interface {
-	session.Store
-	identity.Store
-	Ping(ctx context.Context) error
-	SigningKeyPEM(ctx context.Context, generate func() (id string, pem []byte, err error)) ([]byte, error)
-	TryExclusive(ctx context.Context, name string) (release func(), ok bool, err error)
-	CountLiveSessions(ctx context.Context, now time.Time) (int64, error)
-} = (*Store)(nil)
+// Store provides everything the proxy keeps, as the PostgreSQL store does
+// (proxy/app.go checks both against the one interface).
+var (
+	_ session.Store  = (*Store)(nil)
+	_ identity.Store = (*Store)(nil)
+)
 
 const userColumns = `id, device_id, username, is_admin, created_at`
 
