@@ -49,6 +49,9 @@ type tokenEntry struct {
 	deviceID  string
 	gen       int64
 	exp       int64 // unix seconds
+	// expiryHandled: the token was met after its exp and its session dealt
+	// with; meeting it again needs nothing but a refusal.
+	expiryHandled bool
 }
 
 // sessionEntry is what a request needs of a session, in as few bytes as
@@ -99,18 +102,20 @@ func fromUnixNano(n int64) time.Time {
 // verification does not depend on any session state, so this part of the
 // cache never needs invalidating, and it answers whether or not the cache
 // is listening.
-func (c *Cache) verifiedToken(raw string, now time.Time) (claims token.Claims, expired, ok bool) {
+func (c *Cache) verifiedToken(raw string, now time.Time) (claims token.Claims, expired, handled, ok bool) {
 	e, ok := c.tokens.get(sha256.Sum256([]byte(raw)))
 	if !ok {
-		return token.Claims{}, false, false
+		return token.Claims{}, false, false, false
 	}
 	claims = token.Claims{SessionID: e.sessionID, DeviceID: e.deviceID, Generation: e.gen, ExpiresAt: time.Unix(e.exp, 0).UTC()}
-	return claims, now.Unix() >= e.exp, true
+	return claims, now.Unix() >= e.exp, e.expiryHandled, true
 }
 
-func (c *Cache) storeToken(raw string, claims token.Claims) {
+// storeToken caches a verified token's claims; expiryHandled as above.
+func (c *Cache) storeToken(raw string, claims token.Claims, expiryHandled bool) {
 	c.tokens.put(sha256.Sum256([]byte(raw)), tokenEntry{
 		sessionID: claims.SessionID, deviceID: claims.DeviceID, gen: claims.Generation, exp: claims.ExpiresAt.Unix(),
+		expiryHandled: expiryHandled,
 	})
 }
 

@@ -123,6 +123,7 @@ func TestExpiredTokenMetAgainCostsNothing(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, withCache(defaults))
 	iss := f.login(t, f.bob)
+	f.wantOK(t, iss.Token) // verified and cached while valid
 	f.clock.Advance(defaults.TTL)
 	f.wantRefused(t, iss.Token, "expired, first time")
 	if n := f.rows(t, iss.Session.ID); n != 0 {

@@ -205,11 +205,14 @@ func (m *Manager) check(ctx context.Context, s auth.Session, claims token.Claims
 func (m *Manager) verify(raw string, now time.Time) (claims token.Claims, seen bool, err error) {
 	c := m.cfg.Cache
 	if c != nil {
-		claims, expired, hit := c.verifiedToken(raw, now)
+		claims, expired, handled, hit := c.verifiedToken(raw, now)
 		m.cfg.Metrics.TokenCache(hit)
 		switch {
 		case hit && expired:
-			return claims, true, token.ErrExpired
+			if !handled {
+				c.storeToken(raw, claims, true)
+			}
+			return claims, handled, token.ErrExpired
 		case hit:
 			return claims, false, nil
 		}
@@ -217,8 +220,9 @@ func (m *Manager) verify(raw string, now time.Time) (claims token.Claims, seen b
 	claims, err = m.tokens.Verify(raw)
 	if c != nil && (err == nil || errors.Is(err, token.ErrExpired)) {
 		// An expired token's claims are genuine too (token.Verify returns
-		// them only when everything else checked out).
-		c.storeToken(raw, claims)
+		// them only when everything else checked out); the caller handles
+		// its expiry now.
+		c.storeToken(raw, claims, err != nil)
 	}
 	return claims, false, err
 }
