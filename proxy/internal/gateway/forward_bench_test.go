@@ -35,10 +35,10 @@ func BenchmarkForward(b *testing.B) {
 		drive(b, srv.URL, "")
 	})
 	b.Run("gateway", func(b *testing.B) {
-		e := newEnvWith(b, upURL, func(cfg *session.Config) {
+		e := newEnvWith(b, envOptions{Upstream: upURL, Session: func(cfg *session.Config) {
 			cfg.Cache = session.NewCache(1000)
 			cfg.Metrics = metrics.New()
-		})
+		}})
 		e.cache.SetListening(true) // no listener here: nothing changes meanwhile
 		e.addUser("VR-1", "1111", "1111", false)
 		tok := e.login("VR-1", "1111", "1111")

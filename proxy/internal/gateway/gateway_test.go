@@ -71,14 +71,20 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := newEnvWith(t, nil, nil)
-	return e
+	return newEnvWith(t, envOptions{})
 }
 
-// newEnvWith is newEnv with another upstream (nil: a recording one of its
-// own) and changes to the session configuration.
-func newEnvWith(t testing.TB, upURL *url.URL, configure func(*session.Config)) *env {
+// envOptions change what newEnvWith builds; zero fields keep newEnv's.
+type envOptions struct {
+	Upstream *url.URL              // nil: a recording upstream of the env's own
+	Session  func(*session.Config) // changes to the session configuration
+	Gateway  func(*gateway.Config) // changes to the gateway configuration
+}
+
+// newEnvWith is newEnv with options.
+func newEnvWith(t testing.TB, o envOptions) *env {
 	t.Helper()
+	upURL := o.Upstream
 	ctx := context.Background()
 	pool := pgtest.Pool(t)
 	m, err := postgres.NewMigrator(ctx, pool)
@@ -110,15 +116,19 @@ func newEnvWith(t testing.TB, upURL *url.URL, configure func(*session.Config)) *
 	}
 	e.ids = identity.New(store, hasher, identity.Lockout{MaxFailures: 5, Duration: time.Minute}, time.Now, log)
 	cfg := session.Config{TTL: time.Hour, MaxAge: 2 * time.Hour, RefreshGrace: time.Second}
-	if configure != nil {
-		configure(&cfg)
+	if o.Session != nil {
+		o.Session(&cfg)
 	}
 	e.cache = cfg.Cache
 	e.sessions = session.NewManager(store, signer, cfg, time.Now, log)
-	e.gw = gateway.New(gateway.Config{
+	gcfg := gateway.Config{
 		Upstream: upURL, Sessions: e.sessions, Identity: e.ids, JWKS: signer.JWKS(),
 		Ready: func(ctx context.Context) error { return store.Ping(ctx) }, Log: log, Metrics: cfg.Metrics,
-	})
+	}
+	if o.Gateway != nil {
+		o.Gateway(&gcfg)
+	}
+	e.gw = gateway.New(gcfg)
 	e.srv = httptest.NewServer(e.gw)
 	t.Cleanup(e.srv.Close)
 	return e

@@ -20,11 +20,6 @@ import (
 
 	"github.com/authsidecar/authsidecar/proxy/internal/gateway"
 	"github.com/authsidecar/authsidecar/proxy/internal/identity"
-	"github.com/authsidecar/authsidecar/proxy/internal/password"
-	"github.com/authsidecar/authsidecar/proxy/internal/pgtest"
-	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
-	"github.com/authsidecar/authsidecar/proxy/internal/session"
-	"github.com/authsidecar/authsidecar/proxy/internal/token"
 )
 
 // The tests in this file each guard one attack of the hardening issue; the
@@ -288,38 +283,12 @@ func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 func newFuzzGateway(f *testing.F) *fuzzGateway {
 	ctx := context.Background()
-	pool := pgtest.Pool(f)
-	m, err := postgres.NewMigrator(ctx, pool)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { _ = m.Close() })
-	if _, err := m.Up(ctx); err != nil {
-		f.Fatal(err)
-	}
-	store := postgres.NewStore(pool)
-	key, err := token.GenerateKey()
-	if err != nil {
-		f.Fatal(err)
-	}
-	signer, err := token.New([]token.Key{key}, token.Options{Issuer: "test"})
-	if err != nil {
-		f.Fatal(err)
-	}
-	// Cheap parameters: the fuzzer runs many logins.
-	hasher, err := password.New(password.Options{Params: password.Params{Memory: 64, Time: 1, Threads: 1}})
-	if err != nil {
-		f.Fatal(err)
-	}
-	log := zap.NewNop()
 	fg := &fuzzGateway{hits: new(atomic.Int64)}
-	fg.ids = identity.New(store, hasher, identity.Lockout{MaxFailures: 5, Duration: time.Minute}, time.Now, log)
-	sessions := session.NewManager(store, signer, session.Config{TTL: time.Hour, MaxAge: 2 * time.Hour, RefreshGrace: time.Second}, time.Now, log)
 	up, _ := url.Parse("http://upstream.invalid")
-	fg.gw = gateway.New(gateway.Config{
-		Upstream: up, Sessions: sessions, Identity: fg.ids, JWKS: signer.JWKS(),
-		Transport: countingTransport{fg.hits}, Log: log,
-	})
+	e := newEnvWith(f, envOptions{Upstream: up, Gateway: func(cfg *gateway.Config) {
+		cfg.Transport = countingTransport{fg.hits}
+	}})
+	fg.gw, fg.ids = e.gw, e.ids
 	if _, err := fg.ids.AddUser(ctx, "VR-F", "1111", "1111", false); err != nil {
 		f.Fatal(err)
 	}
