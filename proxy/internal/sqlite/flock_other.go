@@ -14,6 +14,3 @@ func lockFile(path string) (unlock func(), ok bool, err error) {
 	}
 	return func() { _ = f.Close() }, true, nil
 }
-
-// crossProcess says that TryExclusive excludes other processes too.
-const crossProcess = false

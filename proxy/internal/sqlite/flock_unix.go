@@ -39,6 +39,3 @@ func lockFile(path string) (unlock func(), ok bool, err error) {
 		_ = f.Close()
 	}, true, nil
 }
-
-// crossProcess says that TryExclusive excludes other processes too.
-const crossProcess = true
