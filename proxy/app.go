@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -179,7 +181,25 @@ func (a *app) signer(ctx context.Context) (*token.Signer, error) {
 	return token.New(keys, token.Options{Issuer: issuer, Now: a.now})
 }
 
-func (a *app) hasher() (*password.Hasher, error) { return password.New(password.Options{}) }
+// hasher is the password hasher. A server (workers true) hashes in worker
+// processes, this same binary run as "proxy hash-worker"; a command that
+// hashes once does it in its own process.
+func (a *app) hasher(workers bool) (*password.Hasher, error) {
+	opts := password.Options{}
+	if workers {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find this program to start hash workers: %w", err)
+		}
+		opts.Worker = func() *exec.Cmd {
+			cmd := exec.Command(exe, hashWorkerCommand)
+			// One processor each: a worker runs one hash at a time.
+			cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+			return cmd
+		}
+	}
+	return password.New(opts)
+}
 
 func (a *app) identity(h *password.Hasher) *identity.Service {
 	return identity.New(a.store, h, identity.Lockout{

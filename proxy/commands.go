@@ -165,7 +165,7 @@ func userCmd(ctx context.Context, cfg config, args []string, stdin io.Reader, st
 	defer a.close()
 	var hasher *password.Hasher // only adding a user or setting a password hashes
 	if sub == "add" || sub == "passwd" {
-		if hasher, err = a.hasher(); err != nil {
+		if hasher, err = a.hasher(false); err != nil {
 			return err
 		}
 	}

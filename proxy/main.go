@@ -14,7 +14,12 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/authsidecar/authsidecar/proxy/internal/password"
 )
+
+// hashWorkerCommand runs a password hashing worker (started by serve).
+const hashWorkerCommand = "hash-worker"
 
 // version is stamped at build time with -ldflags "-X main.version=…".
 var version = "dev"
@@ -53,7 +58,8 @@ const usage = `usage:
   proxy sessions list [--device ID]
   proxy sessions revoke (--id SESSION_ID | --device ID [--username NAME])
   proxy sessions cleanup
-  proxy version`
+  proxy version
+  proxy hash-worker   (internal: started by serve to hash passwords)`
 
 // run is the whole program, with its inputs and outputs passed in so that
 // tests can drive it.
@@ -68,6 +74,14 @@ func run(ctx context.Context, args []string, environ map[string]string, stdin io
 		return exitOK
 	case "version", "--version":
 		fmt.Fprintln(stdout, version)
+		return exitOK
+	case hashWorkerCommand:
+		// Started by serve, talking over stdin and stdout; it needs no
+		// settings (see password.ServeWorker).
+		if err := password.ServeWorker(stdin, stdout); err != nil {
+			fmt.Fprintf(stderr, "proxy: %v\n", err)
+			return exitFailure
+		}
 		return exitOK
 	}
 	handler, ok := commands[cmd]

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime"
 	"sync"
 	"time"
 
@@ -17,7 +16,6 @@ import (
 	"github.com/authsidecar/authsidecar/proxy/internal/cleanup"
 	"github.com/authsidecar/authsidecar/proxy/internal/gateway"
 	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
-	"github.com/authsidecar/authsidecar/proxy/internal/password"
 	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
 )
@@ -82,13 +80,6 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 	}
 	log := newLogger(cfg.logLevel, stderr).With(zap.String("service", "proxy"))
 	warnIfKeyFileOpen(cfg.SigningKeyFile, log)
-	// A hash occupies a Go processor for tens of milliseconds while its
-	// thread runs at a lowered priority (see package password). One more
-	// processor per hashing slot keeps as many free for proxied requests
-	// as there are cores; the kernel, not Go, then decides who runs, and
-	// it favours the proxied traffic. Measured in the login-flood
-	// scenario of make bench.
-	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + password.DefaultConcurrency())
 	m := metrics.New()
 	a, err := openApp(ctx, cfg, log, m, time.Minute)
 	if err != nil {
@@ -136,10 +127,11 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 	if err != nil {
 		return err
 	}
-	hasher, err := a.hasher()
+	hasher, err := a.hasher(true)
 	if err != nil {
 		return err
 	}
+	defer hasher.Close()
 	sessions, ids := a.sessions(signer), a.identity(hasher)
 	gw := gateway.New(gateway.Config{
 		Upstream: cfg.upstream,

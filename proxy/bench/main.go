@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -67,6 +68,7 @@ type options struct {
 	proxyBin    string
 	out         string
 	short       bool
+	only        map[string]bool // scenarios to run; nil: all
 }
 
 func parseFlags(args []string) (options, error) {
@@ -80,8 +82,18 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.proxyBin, "proxy", "bin/proxy", "proxy binary (built into a temporary directory if missing)")
 	fs.StringVar(&o.out, "out", "docs/benchmarks.md", `results file ("" for none)`)
 	fs.BoolVar(&o.short, "short", false, "a quick smoke run with small sizes (its results are not meaningful)")
+	only := fs.String("only", "", "comma-separated scenarios to run ("+strings.Join(scenarioNames, ", ")+`); a partial run writes no results file`)
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if *only != "" {
+		o.only, o.out = map[string]bool{}, ""
+		for _, name := range strings.Split(*only, ",") {
+			if !slices.Contains(scenarioNames, name) {
+				return o, fmt.Errorf("-only: unknown scenario %q (known: %s)", name, strings.Join(scenarioNames, ", "))
+			}
+			o.only[name] = true
+		}
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())

@@ -19,24 +19,30 @@ const proxiedPath = "/api/anything"
 // connLevels are the connection counts of the throughput runs.
 var connLevels = []int{1, 32, 128}
 
+// scenarioNames are the names -only accepts, in the order measure runs them.
+var scenarioNames = []string{"throughput", "logins", "revocation", "flood", "tables", "memory"}
+
 // measure runs every scenario in an order that keeps the sessions table
 // small (about a thousand rows) until the large-table part at the end.
 func (b *bench) measure(ctx context.Context) (*report, error) {
 	rep := &report{date: time.Now(), opts: b.opts}
 	rep.machine = describeMachine(ctx, b.db)
 	steps := []struct {
-		name string
-		run  func(context.Context, *report) error
+		scenario, name string
+		run            func(context.Context, *report) error
 	}{
-		{"throughput", b.throughput},
-		{"logins", b.logins},
-		{"revocation", b.revocation},
-		{"login flood", b.flood},
-		{"lookups with a small table", func(ctx context.Context, r *report) error { return b.tableSize(ctx, r, false) }},
-		{"memory per cached session", b.memory},
-		{"lookups with a large table", func(ctx context.Context, r *report) error { return b.tableSize(ctx, r, true) }},
+		{"throughput", "throughput", b.throughput},
+		{"logins", "logins", b.logins},
+		{"revocation", "revocation", b.revocation},
+		{"flood", "login flood", b.flood},
+		{"tables", "lookups with a small table", func(ctx context.Context, r *report) error { return b.tableSize(ctx, r, false) }},
+		{"memory", "memory per cached session", b.memory},
+		{"tables", "lookups with a large table", func(ctx context.Context, r *report) error { return b.tableSize(ctx, r, true) }},
 	}
 	for _, s := range steps {
+		if b.opts.only != nil && !b.opts.only[s.scenario] {
+			continue
+		}
 		if err := s.run(ctx, rep); err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
@@ -123,7 +129,8 @@ const metricDBQueries = "authsidecar_db_query_duration_seconds_count"
 
 // loginRequests returns a request function for logins: connection i uses
 // account i mod len(accounts); with wrongEvery > 0 every wrongEvery-th
-// attempt of a connection has a wrong password.
+// attempt of a connection has a wrong password, the connections out of
+// step so that even a short run has its share of wrong ones.
 func loginRequests(host string, accounts []account, wrongEvery int) func(int, int) []byte {
 	right := make([][]byte, len(accounts))
 	wrong := make([][]byte, len(accounts))
@@ -133,7 +140,7 @@ func loginRequests(host string, accounts []account, wrongEvery int) func(int, in
 	}
 	return func(conn, n int) []byte {
 		i := conn % len(accounts)
-		if wrongEvery > 0 && n%wrongEvery == wrongEvery-1 {
+		if wrongEvery > 0 && (n+conn)%wrongEvery == wrongEvery-1 {
 			return wrong[i]
 		}
 		return right[i]
@@ -274,8 +281,8 @@ func (b *bench) revocation(ctx context.Context, rep *report) error {
 	return nil
 }
 
-// flood: proxied p99 at 32 connections at rest, then again while 32
-// clients flood the login endpoint (one attempt in four with a wrong
+// flood: proxied p99 at 32 connections at rest, and while 32 clients
+// flood the login endpoint (one attempt in four with a wrong
 // password), so that the flood keeps costing password hashes instead of
 // being refused cheaply by a lockout. The proxy counts an attempt towards
 // the lockout when it starts, and a success resets the count; a client's
@@ -283,56 +290,68 @@ func (b *bench) revocation(ctx context.Context, rep *report) error {
 // most two to its account's count (a failure and the attempt in flight).
 // Two clients per account (sixteen accounts) stay at four or fewer, below
 // the default five that lock an account.
+
 // floodRate is the proxied traffic's rate during the login-flood scenario.
 const floodRate = 1000
 
+// floodRounds: the login-flood scenario alternates this many slices at
+// rest with as many during a flood.
+const floodRounds = 3
+
 func (b *bench) flood(ctx context.Context, rep *report) error {
-	// At rest before and after the flood (half the duration each), merged:
-	// a drift in the machine's background load then weighs on both sides.
-	// The proxied traffic is an open loop at floodRate requests per second
-	// (well below what the machine can serve): the question is what a
-	// flood of logins does to ordinary traffic, not to a proxy already
-	// saturated by the load generator, where any extra work must show.
+	// At rest and during the flood in alternating slices (floodRounds of
+	// each), merged per side: a drift or a blip in the machine's background
+	// load then weighs on both sides alike instead of on whichever was
+	// running at that moment. The proxied traffic is an open loop at
+	// floodRate requests per second (well below what the machine can
+	// serve): the question is what a flood of logins does to ordinary
+	// traffic, not to a proxy already saturated by the load generator,
+	// where any extra work must show.
 	req := same(rawRequest("GET", b.a.addr, proxiedPath, b.token, nil))
 	perConn := float64(floodRate) / 32
-	atRest := func() (measurement, error) {
-		return runLoad(ctx, load{addr: b.a.addr, conns: 32, warmup: b.opts.warmup, duration: b.opts.duration / 2, request: req, rate: perConn})
+	slice := b.opts.duration / floodRounds
+	proxied := func() (measurement, error) {
+		return runLoad(ctx, load{addr: b.a.addr, conns: 32, warmup: b.opts.warmup / floodRounds, duration: slice, request: req, rate: perConn})
 	}
-	b.logf("login flood: proxied at rest")
-	rest1, err := atRest()
-	if err != nil {
-		return err
-	}
-	b.logf("login flood: proxied during the flood")
 	lead := 500 * time.Millisecond // the flood is at full strength before recording starts
-	var flood measurement
-	var floodErr error
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		flood, floodErr = runLoad(ctx, load{
-			addr: b.a.addr, conns: 32, duration: lead + b.opts.warmup + b.opts.duration + lead,
-			request: loginRequests(b.a.addr, b.accounts, 4),
+	var rests, floods, logins []measurement
+	for r := range floodRounds {
+		b.logf("login flood: round %d of %d, at rest", r+1, floodRounds)
+		rest, err := proxied()
+		if err != nil {
+			return err
+		}
+		b.logf("login flood: round %d of %d, during the flood", r+1, floodRounds)
+		var flood measurement
+		var floodErr error
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			flood, floodErr = runLoad(ctx, load{
+				addr: b.a.addr, conns: 32, duration: lead + b.opts.warmup/floodRounds + slice + lead,
+				request: loginRequests(b.a.addr, b.accounts, 4),
+			})
 		})
-	})
-	select {
-	case <-ctx.Done():
-	case <-time.After(lead):
+		select {
+		case <-ctx.Done():
+		case <-time.After(lead):
+		}
+		during, err := proxied()
+		wg.Wait()
+		if err != nil {
+			return err
+		}
+		if floodErr != nil {
+			return fmt.Errorf("flood: %w", floodErr)
+		}
+		rests, floods, logins = append(rests, rest), append(floods, during), append(logins, flood)
+		// The slots rest after the flood (see password.Options.Share):
+		// the next slice at rest starts with none of its work pending.
+		select {
+		case <-ctx.Done():
+		case <-time.After(lead):
+		}
 	}
-	during, err := runLoad(ctx, load{addr: b.a.addr, conns: 32, warmup: b.opts.warmup, duration: b.opts.duration, request: req, rate: perConn})
-	wg.Wait()
-	if err != nil {
-		return err
-	}
-	if floodErr != nil {
-		return fmt.Errorf("flood: %w", floodErr)
-	}
-	b.logf("login flood: proxied at rest again")
-	rest2, err := atRest()
-	if err != nil {
-		return err
-	}
-	rest := merge(rest1, rest2)
-	rep.rest, rep.flooded, rep.floodLogins = rest, during, flood
+	rep.rest, rep.flooded, rep.floodLogins = merge(rests...), merge(floods...), merge(logins...)
 	return nil
 }
 

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -61,9 +60,10 @@ func (g *Gateway) newReverseProxy(upstream *url.URL, transport http.RoundTripper
 			// us goes first, in every spelling; then the X-Forwarded-* set
 			// here are fresh, not appended to the client's claim.
 			stripClientClaims(h)
-			pr.SetXForwarded()
-			// The backend stays plain: it never sees the token.
+			// The backend stays plain: it never sees the token. (Deleted
+			// before SetXForwarded adds its three, whose room it makes.)
 			h.Del("Authorization")
+			pr.SetXForwarded()
 			// h2c would let the client talk HTTP/2 straight to the backend
 			// on a connection the proxy no longer inspects (h2c smuggling).
 			if requestsH2C(h) {
@@ -71,19 +71,13 @@ func (g *Gateway) newReverseProxy(upstream *url.URL, transport http.RoundTripper
 				h.Del("Connection")
 				h.Del("Http2-Settings")
 			}
-			id, ok := pr.In.Context().Value(identityKey{}).(*identityHeaders)
-			if !ok {
+			if !copyIdentity(h, pr.In.Header) {
 				// Unreachable: the forwarder only runs behind authenticated.
 				// Should it ever happen, abort rather than forward a request
 				// nobody checked (the server recovers ErrAbortHandler and
 				// drops the connection).
 				panic(http.ErrAbortHandler)
 			}
-			h[HeaderUserID] = id.userID[:]
-			h[HeaderUsername] = id.username[:]
-			h[HeaderDeviceID] = id.deviceID[:]
-			h[HeaderAdmin] = id.admin[:]
-			h[HeaderSessionID] = id.sessionID[:]
 		},
 		Transport:    transport,
 		ErrorHandler: g.upstreamError,
@@ -102,19 +96,40 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
 func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
 
-// identityHeaders is the caller's identity headers' values, made in one
-// allocation for the hot path; Rewrite hands out slices of it.
-type identityHeaders struct {
-	userID, username, deviceID, admin, sessionID [1]string
+// The identity travels from authenticated to Rewrite in the incoming
+// request's headers, set there under the canonical names over whatever the
+// client sent under them: passing it in the request's context instead
+// would copy the request and allocate a context on every request. The
+// client cannot forge it: Rewrite copies only the values of a request
+// whose X-Auth-Admin is one of the two slices below, which nothing but
+// setIdentity can put there.
+var (
+	adminTrue  = []string{"true"}
+	adminFalse = []string{"false"}
+)
+
+// setIdentity sets the caller's identity headers on h, the incoming
+// request's headers.
+func setIdentity(h http.Header, s auth.Session) {
+	v := &[4]string{s.UserID, s.Username, s.DeviceID, s.ID} // one allocation for the four
+	h[HeaderUserID], h[HeaderUsername], h[HeaderDeviceID], h[HeaderSessionID] = v[0:1:1], v[1:2:2], v[2:3:3], v[3:4:4]
+	h[HeaderAdmin] = adminFalse
+	if s.IsAdmin {
+		h[HeaderAdmin] = adminTrue
+	}
 }
 
-type identityKey struct{}
-
-func identityOf(s auth.Session) *identityHeaders {
-	return &identityHeaders{
-		userID: [1]string{s.UserID}, username: [1]string{s.Username}, deviceID: [1]string{s.DeviceID},
-		admin: [1]string{strconv.FormatBool(s.IsAdmin)}, sessionID: [1]string{s.ID},
+// copyIdentity copies the identity headers that setIdentity set on in to
+// out, and reports false (copying nothing) if in has none.
+func copyIdentity(out, in http.Header) bool {
+	admin := in[HeaderAdmin]
+	if len(admin) != 1 || (&admin[0] != &adminTrue[0] && &admin[0] != &adminFalse[0]) {
+		return false
 	}
+	for _, k := range [...]string{HeaderUserID, HeaderUsername, HeaderDeviceID, HeaderSessionID, HeaderAdmin} {
+		out[k] = in[k]
+	}
+	return true
 }
 
 // stripClientClaims removes every header that a backend could read as one
@@ -123,8 +138,17 @@ func identityOf(s auth.Session) *identityHeaders {
 // and with underscores for dashes: some servers, CGI and WSGI among them,
 // fold X_Auth_User_Id into the same variable as X-Auth-User-Id, so a client
 // could otherwise set our header under a name we did not look for.
+//
+// The proxy's own identity headers, in their canonical spelling, stay: the
+// request's copy of the incoming headers has them from setIdentity, and
+// copyIdentity overwrites them right after. Keeping them, rather than
+// deleting and adding them again, spares the header map a reallocation.
 func stripClientClaims(h http.Header) {
 	for k := range h {
+		switch k {
+		case HeaderUserID, HeaderUsername, HeaderDeviceID, HeaderAdmin, HeaderSessionID:
+			continue
+		}
 		if hasPrefixFold(k, "x-auth-") || hasPrefixFold(k, "x-forwarded-") ||
 			(len(k) == len("forwarded") && hasPrefixFold(k, "forwarded")) ||
 			(len(k) == len("x-real-ip") && hasPrefixFold(k, "x-real-ip")) {

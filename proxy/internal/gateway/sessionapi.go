@@ -173,7 +173,8 @@ func (g *Gateway) authenticated(next http.Handler) http.Handler {
 		if err != nil {
 			return err
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, identityOf(c.Session))))
+		setIdentity(r.Header, c.Session)
+		next.ServeHTTP(w, r)
 		return nil
 	})
 }

@@ -15,6 +15,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"os/exec"
 	"runtime"
 	"strings"
 	"time"
@@ -48,12 +49,16 @@ const (
 // ErrMalformedHash: a stored hash is not one this package wrote.
 var ErrMalformedHash = errors.New("malformed password hash")
 
-// Hasher hashes and verifies passwords, at most Limit at a time.
+// Hasher hashes and verifies passwords, at most Concurrency at a time.
 type Hasher struct {
 	params Params
-	slots  chan struct{}
-	wait   time.Duration
-	dummy  string
+	// free holds the idle workers: taking one is taking a slot.
+	free    chan worker
+	workers []worker
+	wait    time.Duration
+	share   float64
+	now     func() time.Time
+	dummy   string
 }
 
 // Options configure a Hasher. Zero fields take the defaults stated.
@@ -68,17 +73,34 @@ type Options struct {
 	// with auth.ErrBusy (default 2s), so that a flood fails fast instead of
 	// piling up goroutines that each hold a request body.
 	MaxWait time.Duration
+	// Share is the fraction of a core one slot may keep busy hashing
+	// (default DefaultShare; 1 for no pause): after a hash that took d, its
+	// slot stays closed for d×(1/Share−1). See DefaultShare for why.
+	Share float64
+	// Worker, if not nil, makes the command of a worker process (see
+	// ServeWorker): each slot then hashes in a process of its own, started
+	// here at the lowest CPU priority and restarted when it dies. If nil,
+	// hashes run in this process, on a thread of lowered priority: enough
+	// for a command that hashes once, not for a server (see ServeWorker).
+	Worker func() *exec.Cmd
+	// Now is the clock that times hashes for Share (default time.Now).
+	Now func() time.Time
 }
+
+// DefaultShare is the default Options.Share. Measured on two cores (the
+// login-flood scenario of make bench), a core kept busy by hashing, even
+// at the lowest priority, doubles the 99th percentile latency of proxied
+// requests on the other; with each slot resting as long as it hashed, the
+// flood costs their p99 a small fraction instead, and logins still pass
+// at about twenty per second per slot.
+const DefaultShare = 0.5
 
 // DefaultConcurrency is how many hashes run at once unless Options says
 // otherwise: half the CPUs the process may use (GOMAXPROCS, which follows
-// a container's CPU limit), at least one. It is read once, at start, before
-// the proxy adds processors for the hashing threads.
-func DefaultConcurrency() int { return defaultConcurrency }
+// a container's CPU limit), at least one.
+func DefaultConcurrency() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
-var defaultConcurrency = max(1, runtime.GOMAXPROCS(0)/2)
-
-// New returns a Hasher.
+// New returns a Hasher with its workers started.
 func New(opts Options) (*Hasher, error) {
 	if opts.Params == (Params{}) {
 		opts.Params = OWASP
@@ -89,90 +111,139 @@ func New(opts Options) (*Hasher, error) {
 	if opts.MaxWait <= 0 {
 		opts.MaxWait = 2 * time.Second
 	}
-	h := &Hasher{params: opts.Params, slots: make(chan struct{}, opts.Concurrency), wait: opts.MaxWait}
-	dummy, err := h.hash([]byte("dummy password for unknown accounts"))
+	if opts.Share <= 0 || opts.Share > 1 {
+		opts.Share = DefaultShare
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	h := &Hasher{params: opts.Params, free: make(chan worker, opts.Concurrency), wait: opts.MaxWait,
+		share: opts.Share, now: opts.Now}
+	dummy, err := hash([]byte("dummy password for unknown accounts"), h.params)
 	if err != nil {
 		return nil, err
 	}
 	h.dummy = dummy
+	for range opts.Concurrency {
+		var w worker = inProcess{}
+		if opts.Worker != nil {
+			pw := &procWorker{command: opts.Worker}
+			if err := pw.start(); err != nil {
+				h.Close()
+				return nil, err
+			}
+			w = pw
+		}
+		h.workers = append(h.workers, w)
+		h.free <- w
+	}
 	return h, nil
+}
+
+// Close stops the worker processes, if any. Calls after Close fail.
+func (h *Hasher) Close() {
+	for _, w := range h.workers {
+		w.close()
+	}
 }
 
 // Hash returns an encoded argon2id hash of pw in the PHC string format.
 func (h *Hasher) Hash(ctx context.Context, pw string) (string, error) {
-	release, err := h.acquire(ctx)
-	if err != nil {
-		return "", err
-	}
-	defer release()
-	var enc string
-	lowPriority(func() { enc, err = h.hash([]byte(pw)) })
-	return enc, err
+	resp, err := h.do(ctx, request{Op: opHash, Password: pw, Params: h.params})
+	return resp.Hash, err
 }
 
 // Verify reports whether pw matches encoded. An empty encoded (unknown
 // account) is checked against a dummy hash with the same cost, so that the
 // time a login takes does not tell whether the account exists.
 func (h *Hasher) Verify(ctx context.Context, pw, encoded string) (bool, error) {
-	release, err := h.acquire(ctx)
-	if err != nil {
+	req := request{Op: opVerify, Password: pw, Hash: encoded}
+	if encoded == "" {
+		req.Hash = h.dummy
+	} else if _, _, _, err := decode(encoded); err != nil {
+		// Refused here, before a slot is taken: a worker only ever gets
+		// hashes that this process can read.
 		return false, err
 	}
-	defer release()
-	var ok bool
-	lowPriority(func() {
-		if encoded == "" {
-			_, _ = verify([]byte(pw), h.dummy)
-			return
-		}
-		ok, err = verify([]byte(pw), encoded)
-	})
-	return ok, err
+	resp, err := h.do(ctx, req)
+	return resp.OK && encoded != "", err
 }
 
-// lowPriority runs f on an OS thread of its own whose scheduling priority
-// is lowered (where the system allows it), and waits for it. A hash is tens
-// of milliseconds of pure CPU: at normal priority a login flood takes whole
-// cores from proxied requests, which are short and latency-bound. At lower
-// priority the kernel runs the hashes on whatever CPU the proxied traffic
-// leaves, and logins slow down first. The goroutine exits still locked to
-// its thread, so the thread ends with it and never runs other goroutines
-// at the lowered priority.
-func lowPriority(f func()) {
-	done := make(chan struct{})
-	go func() {
-		runtime.LockOSThread()
-		lowerThreadPriority()
-		defer close(done)
-		f()
-	}()
-	<-done
+// do runs req on a free worker.
+func (h *Hasher) do(ctx context.Context, req request) (response, error) {
+	w, err := h.acquire(ctx)
+	if err != nil {
+		return response{}, err
+	}
+	start := h.now()
+	resp, err := w.run(req)
+	h.release(w, h.now().Sub(start))
+	if err != nil {
+		return response{}, err
+	}
+	if resp.Error != "" {
+		return response{}, fmt.Errorf("password hashing: %s", resp.Error)
+	}
+	return resp, nil
 }
 
-func (h *Hasher) acquire(ctx context.Context) (func(), error) {
+func (h *Hasher) acquire(ctx context.Context) (worker, error) {
 	select {
-	case h.slots <- struct{}{}:
-		return func() { <-h.slots }, nil
+	case w := <-h.free:
+		return w, nil
 	default:
 	}
 	t := time.NewTimer(h.wait)
 	defer t.Stop()
 	select {
-	case h.slots <- struct{}{}:
-		return func() { <-h.slots }, nil
+	case w := <-h.free:
+		return w, nil
 	case <-t.C:
-		return nil, fmt.Errorf("password hashing: all %d slots taken: %w", cap(h.slots), auth.ErrBusy)
+		return nil, fmt.Errorf("password hashing: all %d slots taken: %w", cap(h.free), auth.ErrBusy)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
-func (h *Hasher) hash(pw []byte) (string, error) {
+// release returns w to the free list once it has rested for its share
+// (see Options.Share). The caller does not wait for that.
+func (h *Hasher) release(w worker, took time.Duration) {
+	rest := time.Duration(float64(took) * (1/h.share - 1))
+	if rest <= 0 {
+		h.free <- w
+		return
+	}
+	time.AfterFunc(rest, func() { h.free <- w })
+}
+
+// compute does the work of one request; it runs in a worker.
+func compute(req request) response {
+	switch req.Op {
+	case opHash:
+		enc, err := hash([]byte(req.Password), req.Params)
+		if err != nil {
+			return response{Error: err.Error()}
+		}
+		return response{Hash: enc}
+	case opVerify:
+		ok, err := verify([]byte(req.Password), req.Hash)
+		if err != nil {
+			return response{Error: err.Error()}
+		}
+		return response{OK: ok}
+	default:
+		return response{Error: fmt.Sprintf("unknown operation %q", req.Op)}
+	}
+}
+
+func hash(pw []byte, p Params) (string, error) {
+	if p.Memory == 0 || p.Memory > maxMemory || p.Time == 0 || p.Time > maxTime || p.Threads == 0 || p.Threads > maxThreads {
+		return "", fmt.Errorf("argon2id parameters out of range: %+v", p)
+	}
 	salt := make([]byte, saltLen)
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("password salt: %w", err)
 	}
-	p := h.params
 	key := argon2.IDKey(pw, salt, p.Time, p.Memory, p.Threads, keyLen)
 	b64 := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",

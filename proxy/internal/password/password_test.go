@@ -95,7 +95,7 @@ func TestVerifyRejectsMalformedAndHostileHashes(t *testing.T) {
 func TestConcurrencyIsBounded(t *testing.T) {
 	t.Parallel()
 	h := newHasher(t, Options{Concurrency: 1, MaxWait: 20 * time.Millisecond})
-	release, err := h.acquire(context.Background())
+	w, err := h.acquire(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestConcurrencyIsBounded(t *testing.T) {
 	if waited := time.Since(start); waited > 2*time.Second {
 		t.Fatalf("waited %s for a slot", waited)
 	}
-	release()
+	h.release(w, 0)
 	if _, err := h.Hash(context.Background(), "1111"); err != nil {
 		t.Fatalf("after release: %v", err)
 	}
@@ -116,7 +116,7 @@ func TestConcurrencyIsBounded(t *testing.T) {
 
 func TestConcurrentCallersShareSlots(t *testing.T) {
 	t.Parallel()
-	h := newHasher(t, Options{Concurrency: 2, MaxWait: 5 * time.Second})
+	h := newHasher(t, Options{Concurrency: 2, MaxWait: 5 * time.Second, Share: 1})
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
 	for range 16 {
@@ -134,16 +134,16 @@ func TestConcurrentCallersShareSlots(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(h.slots) != 0 {
-		t.Fatalf("%d slots still held", len(h.slots))
+	if len(h.free) != cap(h.free) {
+		t.Fatalf("%d of %d slots still held", cap(h.free)-len(h.free), cap(h.free))
 	}
 }
 
 func TestCanceledContextGivesUp(t *testing.T) {
 	t.Parallel()
 	h := newHasher(t, Options{Concurrency: 1, MaxWait: time.Minute})
-	release, _ := h.acquire(context.Background())
-	defer release()
+	w, _ := h.acquire(context.Background())
+	defer h.release(w, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := h.Verify(ctx, "x", ""); !errors.Is(err, context.Canceled) {
@@ -151,13 +151,65 @@ func TestCanceledContextGivesUp(t *testing.T) {
 	}
 }
 
-// TestHashingRunsAtLowerPriority: the hash runs on a thread whose nice
-// value was raised, so that proxied traffic wins the CPU under a flood.
+// TestHashingRunsAtLowerPriority: an in-process hash runs on a thread of
+// the lowest priority, so that proxied traffic wins the CPU under a flood.
 func TestHashingRunsAtLowerPriority(t *testing.T) {
 	t.Parallel()
-	var nice int
-	lowPriority(func() { nice = threadNice() })
-	if want := expectedNice(); nice != want {
-		t.Fatalf("hashing thread nice %d, want %d", nice, want)
+	var low bool
+	var prio string
+	lowPriority(func() { low, prio = threadIsLowPriority() })
+	if !low {
+		t.Fatalf("hashing thread priority: %s", prio)
+	}
+}
+
+// TestSlotRestsForItsShare: after a hash that took d, a slot with Share 0.5
+// stays closed for another d, then opens again without anyone's help.
+func TestSlotRestsForItsShare(t *testing.T) {
+	t.Parallel()
+	// Each reading of the clock is a second later: every hash "takes" 1s.
+	var mu sync.Mutex
+	clock := time.Unix(0, 0)
+	now := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		clock = clock.Add(time.Second)
+		return clock
+	}
+	h := newHasher(t, Options{Concurrency: 1, MaxWait: 20 * time.Millisecond, Share: 0.5, Now: now})
+	if _, err := h.Hash(context.Background(), "1111"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Hash(context.Background(), "1111"); !errors.Is(err, auth.ErrBusy) {
+		t.Fatalf("right after a hash its slot is resting: got %v, want auth.ErrBusy", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := h.Hash(context.Background(), "1111")
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, auth.ErrBusy) || time.Now().After(deadline) {
+			t.Fatalf("the slot did not open again after its rest: %v", err)
+		}
+	}
+}
+
+// TestShareOneNeverRests: Share 1 is hashing back to back.
+func TestShareOneNeverRests(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	clock := time.Unix(0, 0)
+	now := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		clock = clock.Add(time.Hour)
+		return clock
+	}
+	h := newHasher(t, Options{Concurrency: 1, MaxWait: time.Millisecond, Share: 1, Now: now})
+	for range 3 {
+		if _, err := h.Hash(context.Background(), "1111"); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

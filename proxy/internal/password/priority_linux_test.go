@@ -1,16 +1,30 @@
 package password
 
-import "syscall"
+import (
+	"fmt"
 
-// threadNice returns the calling thread's nice value.
-func threadNice() int {
-	prio, err := syscall.Getpriority(syscall.PRIO_PROCESS, syscall.Gettid())
+	"golang.org/x/sys/unix"
+)
+
+// threadIsLowPriority reports whether the calling thread runs at the
+// lowest priority: SCHED_IDLE, or a nice value of at least hashNice where
+// SCHED_IDLE was refused.
+func threadIsLowPriority() (bool, string) {
+	attr, err := unix.SchedGetAttr(0, 0)
 	if err != nil {
-		return -100
+		return false, err.Error()
 	}
-	return 20 - prio
+	desc := fmt.Sprintf("policy %d, nice %d", attr.Policy, attr.Nice)
+	return attr.Policy == unix.SCHED_IDLE || int(attr.Nice) >= hashNice, desc
 }
 
-// expectedNice is hashNice, or the process's own nice value if that is
-// lower priority already.
-func expectedNice() int { return max(hashNice, threadNice()) }
+// processIsLowPriority is threadIsLowPriority for the main thread of
+// process pid.
+func processIsLowPriority(pid int) (bool, string) {
+	attr, err := unix.SchedGetAttr(pid, 0)
+	if err != nil {
+		return false, err.Error()
+	}
+	desc := fmt.Sprintf("policy %d, nice %d", attr.Policy, attr.Nice)
+	return attr.Policy == unix.SCHED_IDLE || int(attr.Nice) >= hashNice, desc
+}

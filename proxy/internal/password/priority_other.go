@@ -2,6 +2,12 @@
 
 package password
 
+import "os/exec"
+
 // lowerThreadPriority is a no-op where threads' priorities cannot be set
-// portably; the bounded concurrency still protects other traffic.
+// portably; the bounded concurrency and Share still protect other traffic.
 func lowerThreadPriority() {}
+
+// killWithParent is a no-op here: a worker still exits when its input
+// closes, which it does when the proxy exits.
+func killWithParent(*exec.Cmd) {}

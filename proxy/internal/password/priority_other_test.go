@@ -2,5 +2,7 @@
 
 package password
 
-func threadNice() int   { return 0 }
-func expectedNice() int { return 0 }
+// threadIsLowPriority: priorities are not set here (see priority_other.go).
+func threadIsLowPriority() (bool, string) { return true, "not set on this system" }
+
+func processIsLowPriority(int) (bool, string) { return true, "not set on this system" }

@@ -103,7 +103,7 @@ func fromUnixNano(n int64) time.Time {
 // cache never needs invalidating, and it answers whether or not the cache
 // is listening.
 func (c *Cache) verifiedToken(raw string, now time.Time) (claims token.Claims, expired, handled, ok bool) {
-	e, ok := c.tokens.get(sha256.Sum256([]byte(raw)))
+	e, ok := c.tokens.get(tokenKey(raw))
 	if !ok {
 		return token.Claims{}, false, false, false
 	}
@@ -111,9 +111,21 @@ func (c *Cache) verifiedToken(raw string, now time.Time) (claims token.Claims, e
 	return claims, now.Unix() >= e.exp, e.expiryHandled, true
 }
 
+// tokenKey is the token cache's key for a raw token: its SHA-256, so that
+// the cache holds no usable token. A token of the usual few hundred bytes
+// is copied to the stack first: converting it with []byte(raw) would
+// allocate on every request, as the compiler keeps only 32 bytes there.
+func tokenKey(raw string) [sha256.Size]byte {
+	var buf [1024]byte
+	if len(raw) <= len(buf) {
+		return sha256.Sum256(buf[:copy(buf[:], raw)])
+	}
+	return sha256.Sum256([]byte(raw))
+}
+
 // storeToken caches a verified token's claims; expiryHandled as above.
 func (c *Cache) storeToken(raw string, claims token.Claims, expiryHandled bool) {
-	c.tokens.put(sha256.Sum256([]byte(raw)), tokenEntry{
+	c.tokens.put(tokenKey(raw), tokenEntry{
 		sessionID: claims.SessionID, deviceID: claims.DeviceID, gen: claims.Generation, exp: claims.ExpiresAt.Unix(),
 		expiryHandled: expiryHandled,
 	})
