@@ -177,10 +177,13 @@ func (h *Hasher) do(ctx context.Context, req request) (response, error) {
 	}
 	start := h.now()
 	resp, err := w.run(req)
-	h.release(w, h.now().Sub(start))
 	if err != nil {
+		// No rest: whatever failed (a worker killed, hung and replaced)
+		// did not take a hash's worth of CPU, and its time says nothing.
+		h.release(w, 0)
 		return response{}, err
 	}
+	h.release(w, h.now().Sub(start))
 	if resp.Error != "" {
 		return response{}, fmt.Errorf("password hashing: %s", resp.Error)
 	}
