@@ -3,9 +3,6 @@
 package e2e
 
 import (
-	"fmt"
-	"os"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -57,14 +54,6 @@ func waitGone(t *testing.T, when string, pids []int) {
 // running reports whether process pid exists and is not a zombie (the
 // child of a killed parent waits as one until whoever adopts it reaps it).
 func running(pid int) bool {
-	if syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(stat), ')')
-	f := strings.Fields(string(stat[i+1:]))
+	f := statFields(pid)
 	return len(f) > 0 && f[0] != "Z"
 }

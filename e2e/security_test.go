@@ -449,17 +449,22 @@ func childPIDs(pid int) []int {
 		if err != nil {
 			continue
 		}
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid …; comm may hold spaces and parentheses.
-		i := strings.LastIndexByte(string(stat), ')')
-		if f := strings.Fields(string(stat[i+1:])); len(f) > 1 && f[1] == strconv.Itoa(pid) {
+		if f := statFields(child); len(f) > 1 && f[1] == strconv.Itoa(pid) {
 			children = append(children, child)
 		}
 	}
 	return children
+}
+
+// statFields is /proc/pid/stat after "pid (comm) ": state, ppid, …; nil if
+// it cannot be read. comm may hold spaces and parentheses, hence the last ')'.
+func statFields(pid int) []string {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	i := strings.LastIndexByte(string(stat), ')')
+	return strings.Fields(string(stat[i+1:]))
 }
 
 // TestLoginFloodDoesNotStarveProxiedTraffic: while many clients hammer the

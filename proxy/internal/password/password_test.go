@@ -157,7 +157,7 @@ func TestHashingRunsAtLowerPriority(t *testing.T) {
 	t.Parallel()
 	var low bool
 	var prio string
-	lowPriority(func() { low, prio = threadIsLowPriority() })
+	lowPriority(func() { low, prio = isLowPriority(0) })
 	if !low {
 		t.Fatalf("hashing thread priority: %s", prio)
 	}
@@ -167,16 +167,8 @@ func TestHashingRunsAtLowerPriority(t *testing.T) {
 // stays closed for another d, then opens again without anyone's help.
 func TestSlotRestsForItsShare(t *testing.T) {
 	t.Parallel()
-	// Each reading of the clock is a second later: every hash "takes" 1s.
-	var mu sync.Mutex
-	clock := time.Unix(0, 0)
-	now := func() time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		clock = clock.Add(time.Second)
-		return clock
-	}
-	h := newHasher(t, Options{Concurrency: 1, MaxWait: 20 * time.Millisecond, Share: 0.5, Now: now})
+	// Every hash "takes" 1s.
+	h := newHasher(t, Options{Concurrency: 1, MaxWait: 20 * time.Millisecond, Share: 0.5, Now: steppingClock(time.Second)})
 	if _, err := h.Hash(context.Background(), "1111"); err != nil {
 		t.Fatal(err)
 	}
@@ -198,18 +190,23 @@ func TestSlotRestsForItsShare(t *testing.T) {
 // TestShareOneNeverRests: Share 1 is hashing back to back.
 func TestShareOneNeverRests(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	clock := time.Unix(0, 0)
-	now := func() time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		clock = clock.Add(time.Hour)
-		return clock
-	}
-	h := newHasher(t, Options{Concurrency: 1, MaxWait: time.Millisecond, Share: 1, Now: now})
+	h := newHasher(t, Options{Concurrency: 1, MaxWait: time.Millisecond, Share: 1, Now: steppingClock(time.Hour)})
 	for range 3 {
 		if _, err := h.Hash(context.Background(), "1111"); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// steppingClock is a clock that is step later at each reading, so that
+// every hash seems to take step.
+func steppingClock(step time.Duration) func() time.Time {
+	var mu sync.Mutex
+	clock := time.Unix(0, 0)
+	return func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		clock = clock.Add(step)
+		return clock
 	}
 }

@@ -6,21 +6,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// threadIsLowPriority reports whether the calling thread runs at the
-// lowest priority: SCHED_IDLE, or a nice value of at least hashNice where
-// SCHED_IDLE was refused.
-func threadIsLowPriority() (bool, string) {
-	attr, err := unix.SchedGetAttr(0, 0)
-	if err != nil {
-		return false, err.Error()
-	}
-	desc := fmt.Sprintf("policy %d, nice %d", attr.Policy, attr.Nice)
-	return attr.Policy == unix.SCHED_IDLE || int(attr.Nice) >= hashNice, desc
-}
-
-// processIsLowPriority is threadIsLowPriority for the main thread of
-// process pid.
-func processIsLowPriority(pid int) (bool, string) {
+// isLowPriority reports whether the main thread of process pid (0: the
+// calling thread) runs at the lowest priority: SCHED_IDLE, or a nice value
+// of at least hashNice where SCHED_IDLE was refused.
+func isLowPriority(pid int) (bool, string) {
 	attr, err := unix.SchedGetAttr(pid, 0)
 	if err != nil {
 		return false, err.Error()

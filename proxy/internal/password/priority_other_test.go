@@ -2,7 +2,5 @@
 
 package password
 
-// threadIsLowPriority: priorities are not set here (see priority_other.go).
-func threadIsLowPriority() (bool, string) { return true, "not set on this system" }
-
-func processIsLowPriority(int) (bool, string) { return true, "not set on this system" }
+// isLowPriority: priorities are not set here (see priority_other.go).
+func isLowPriority(int) (bool, string) { return true, "not set on this system" }

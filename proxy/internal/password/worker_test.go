@@ -95,7 +95,7 @@ func TestWorkerProcessHashesAndVerifies(t *testing.T) {
 func TestWorkerProcessRunsAtLowestPriority(t *testing.T) {
 	t.Parallel()
 	h := newWorkerHasher(t, Options{Concurrency: 1})
-	if low, desc := processIsLowPriority(workerPID(t, h)); !low {
+	if low, desc := isLowPriority(workerPID(t, h)); !low {
 		t.Fatalf("worker process priority: %s", desc)
 	}
 }
