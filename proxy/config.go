@@ -36,6 +36,7 @@ type config struct {
 	DataDir          string        `env:"DATA_DIR" envDefault:"./data"`
 	SessionCache     bool          `env:"SESSION_CACHE" envDefault:"true"`
 	DrainDelay       time.Duration `env:"DRAIN_DELAY" envDefault:"0s"`
+	GCHeapFloorMiB   int           `env:"GC_HEAP_FLOOR_MIB" envDefault:"32"`
 
 	upstream    *url.URL      // parsed UpstreamURL
 	logLevel    zapcore.Level // parsed LogLevel
@@ -124,6 +125,9 @@ func (c *config) validate() error {
 	}
 	if c.LoginLockout > maxLockout {
 		return bad("LOGIN_LOCKOUT", "at most %s (lockouts double up to that cap)", maxLockout)
+	}
+	if c.GCHeapFloorMiB < 0 || c.GCHeapFloorMiB > 1<<20 {
+		return bad("GC_HEAP_FLOOR_MIB", "must be a number of MiB from 0 (off) to 1048576")
 	}
 	if c.LoginMaxFailures < 1 {
 		return bad("LOGIN_MAX_FAILURES", "must be at least 1")

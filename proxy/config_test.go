@@ -27,6 +27,7 @@ func TestConfigDefaults(t *testing.T) {
 		TokenTTL: 24 * time.Hour, SessionMaxAge: 168 * time.Hour, RefreshGrace: 10 * time.Second,
 		LoginMaxFailures: 5, LoginLockout: time.Minute, AutoMigrate: true, CleanupInterval: 10 * time.Minute,
 		LogLevel: "info", MetricsAddr: ":9090", DataDir: "./data", SessionCache: true,
+		GCHeapFloorMiB: 32,
 	}
 	if c.upstream.String() != "http://127.0.0.1:9000" || c.signingKeys != nil {
 		t.Fatalf("parsed upstream %v, keys %v", c.upstream, c.signingKeys)
@@ -67,6 +68,8 @@ func TestConfigRejectsBadSettings(t *testing.T) {
 		{"DRAIN_DELAY", "-1s"},
 		{"DRAIN_DELAY", "1m"},
 		{"CLEANUP_INTERVAL", "0"},
+		{"GC_HEAP_FLOOR_MIB", "-1"},
+		{"GC_HEAP_FLOOR_MIB", "32MiB"},
 		{"LOG_LEVEL", "loud"},
 		{"LOG_LEVEL", "fatal"},
 		{"SIGNING_KEY_FILE", filepath.Join(dir, "missing.pem")},

@@ -15,6 +15,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/proxy/internal/cleanup"
 	"github.com/authsidecar/authsidecar/proxy/internal/gateway"
+	"github.com/authsidecar/authsidecar/proxy/internal/heapfloor"
 	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
 	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
@@ -80,6 +81,11 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 	}
 	log := newLogger(cfg.logLevel, stderr).With(zap.String("service", "proxy"))
 	warnIfKeyFileOpen(cfg.SigningKeyFile, log)
+	// Serving only: the operator commands run for a moment and never
+	// collect often.
+	if floor := heapfloor.Start(uint64(cfg.GCHeapFloorMiB) << 20); floor != nil {
+		defer floor.Stop()
+	}
 	m := metrics.New()
 	a, err := openApp(ctx, cfg, log, m, time.Minute)
 	if err != nil {

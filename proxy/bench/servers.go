@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/authsidecar/authsidecar/proxy/internal/heapfloor"
 )
 
 // The bench re-executes itself with one of these subcommands to run the
@@ -75,6 +77,12 @@ func serveBareProxy(args []string) error {
 		// Tuned as the proxy is: copy buffers are reused, not allocated
 		// per response.
 		BufferPool: newBufferPool(),
+	}
+	// And collected as the proxy is: with the same heap floor (the
+	// proxy's default), so that the comparison is of the work per request,
+	// not of garbage collector settings.
+	if floor := heapfloor.Start(heapfloor.DefaultBytes); floor != nil {
+		defer floor.Stop()
 	}
 	return serveAnnounced(rp)
 }

@@ -1,0 +1,138 @@
+// Package heapfloor keeps the garbage collector from running far more often
+// than a small server needs.
+//
+// Go aims the next collection at twice the live heap (GOGC=100), but never
+// below 4 MiB. A proxy's own live heap is about 2 MiB, and every request
+// leaves several KiB of garbage: at the default, a busy proxy collects every
+// couple of hundred requests, and each collection marks the whole live heap
+// again and stops the world twice. A Floor raises the heap goal to at least
+// a set size (tens of MiB, well inside any sidecar's memory request) by
+// raising GOGC after each collection while the live heap is small, and
+// lowers it back to 100 as the live heap (the session cache) grows past
+// half the floor: beyond that, the default policy already collects rarely.
+//
+// It is what Go's missing "minimum heap" setting would do. GOMEMLIMIT still
+// applies on top, and an operator who sets GOGC has decided for himself:
+// Start then does nothing.
+package heapfloor
+
+import (
+	"math"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync"
+	"sync/atomic"
+)
+
+// DefaultBytes is the floor the proxy uses unless told otherwise.
+const DefaultBytes = 32 << 20
+
+// maxPercent bounds GOGC: with a tiny live heap, the exact percentage for
+// the floor would be huge, and a sudden jump in live heap (a cache filling
+// at once) could then let the heap overshoot the floor many times over
+// before the next collection lowers it again.
+const maxPercent = 2000
+
+// Floor is a running heap floor; Stop ends it.
+type Floor struct {
+	bytes   uint64
+	stopped atomic.Bool
+	mu      sync.Mutex // serializes adjust and Stop
+	samples []metrics.Sample
+	percent int // last GOGC set
+}
+
+// Start keeps the heap goal at or above bytes from now on, and returns the
+// running floor, or nil when it does nothing: bytes is 0, or GOGC is set in
+// the environment. Where a memory limit (GOMEMLIMIT) is set, the floor is
+// at most half of it, so that the floor never makes the runtime collect
+// against its limit.
+func Start(bytes uint64) *Floor {
+	if bytes == 0 {
+		return nil
+	}
+	if _, set := os.LookupEnv("GOGC"); set {
+		return nil
+	}
+	if limit := debug.SetMemoryLimit(-1); limit > 0 && limit != math.MaxInt64 && bytes > uint64(limit)/2 {
+		bytes = uint64(limit) / 2
+	}
+	f := &Floor{
+		bytes: bytes,
+		samples: []metrics.Sample{
+			{Name: "/gc/heap/live:bytes"},
+			{Name: "/gc/scan/stack:bytes"},
+			{Name: "/gc/scan/globals:bytes"},
+		},
+		percent: 100,
+	}
+	f.adjust()
+	f.arm()
+	return f
+}
+
+// Stop ends the floor and restores the default GOGC of 100.
+func (f *Floor) Stop() {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped.Swap(true) {
+		return
+	}
+	debug.SetGCPercent(100)
+}
+
+// arm has adjust run after the next collection: the cleanup of an object
+// that nothing references runs once a collection has found it unreachable,
+// and re-arms itself.
+func (f *Floor) arm() {
+	p := new([16]byte) // 16 bytes: too large for the tiny allocator, whose blocks are shared
+	runtime.AddCleanup(p, func(f *Floor) {
+		if f.stopped.Load() {
+			return
+		}
+		f.adjust()
+		f.arm()
+	}, f)
+}
+
+// adjust sets GOGC so that the heap goal, live + (live + stacks + globals)
+// × GOGC/100, is at least the floor.
+func (f *Floor) adjust() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped.Load() {
+		return
+	}
+	metrics.Read(f.samples)
+	var live, scan uint64
+	for i, s := range f.samples {
+		if s.Value.Kind() != metrics.KindUint64 {
+			continue
+		}
+		if i == 0 {
+			live = s.Value.Uint64()
+		}
+		scan += s.Value.Uint64()
+	}
+	p := Percent(f.bytes, live, scan)
+	if p != f.percent {
+		debug.SetGCPercent(p)
+		f.percent = p
+	}
+}
+
+// Percent is the GOGC that puts the heap goal at floor for a live heap of
+// live bytes and scannable memory (live heap, stacks, globals) of scan
+// bytes; at least 100 and at most maxPercent.
+func Percent(floor, live, scan uint64) int {
+	if scan == 0 || live >= floor {
+		return 100
+	}
+	p := (floor - live) * 100 / scan
+	return int(min(max(p, 100), maxPercent))
+}
