@@ -149,12 +149,18 @@ func stripClientClaims(h http.Header) {
 		case HeaderUserID, HeaderUsername, HeaderDeviceID, HeaderAdmin, HeaderSessionID:
 			continue
 		}
-		if hasPrefixFold(k, "x-auth-") || hasPrefixFold(k, "x-forwarded-") ||
-			(len(k) == len("forwarded") && hasPrefixFold(k, "forwarded")) ||
-			(len(k) == len("x-real-ip") && hasPrefixFold(k, "x-real-ip")) {
+		if isClientClaim(k) {
 			delete(h, k)
 		}
 	}
+}
+
+// isClientClaim reports whether a client's header named k claims something
+// only the proxy may say (see stripClientClaims).
+func isClientClaim(k string) bool {
+	return hasPrefixFold(k, "x-auth-") || hasPrefixFold(k, "x-forwarded-") ||
+		(len(k) == len("forwarded") && hasPrefixFold(k, "forwarded")) ||
+		(len(k) == len("x-real-ip") && hasPrefixFold(k, "x-real-ip"))
 }
 
 // hasPrefixFold reports whether name starts with prefix (lower case, with

@@ -45,7 +45,8 @@ type Gateway struct {
 	cfg      Config
 	log      *zap.Logger
 	mux      *http.ServeMux
-	forward  http.Handler
+	forward  http.Handler    // authenticates, then forwards
+	plain    *plainForwarder // forwards requests that ask for no upgrade
 	draining atomic.Bool
 }
 
@@ -55,7 +56,9 @@ func New(cfg Config) *Gateway {
 	if cfg.Transport == nil {
 		cfg.Transport = NewTransport()
 	}
-	g.forward = g.authenticated(g.newReverseProxy(cfg.Upstream, cfg.Metrics.Transport(cfg.Transport)))
+	transport := cfg.Metrics.Transport(cfg.Transport)
+	g.plain = &plainForwarder{upstream: cfg.Upstream, transport: transport, onError: g.upstreamError}
+	g.forward = g.authenticated(g.newReverseProxy(cfg.Upstream, transport))
 
 	g.route("/healthz", http.MethodGet, g.healthz)
 	g.route("/readyz", http.MethodGet, g.readyz)

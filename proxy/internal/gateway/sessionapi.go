@@ -165,16 +165,22 @@ func (g *Gateway) withAdmin(h callerHandler) handlerFunc {
 	})
 }
 
-// authenticated wraps next (the forwarder) so that it runs only for a live
-// session, with the caller in the request's context.
-func (g *Gateway) authenticated(next http.Handler) http.Handler {
+// authenticated forwards a request only for a live session: a plain
+// request through the plain forwarder, one that asks for a protocol upgrade
+// (a WebSocket) through upgrades, a ReverseProxy, which relays the switch,
+// with the caller's identity set on the request for its Rewrite to copy.
+func (g *Gateway) authenticated(upgrades http.Handler) http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		c, err := g.authenticate(r)
 		if err != nil {
 			return err
 		}
+		if _, upgrade := r.Header["Upgrade"]; !upgrade {
+			g.plain.forward(w, r, c.Session)
+			return nil
+		}
 		setIdentity(r.Header, c.Session)
-		next.ServeHTTP(w, r)
+		upgrades.ServeHTTP(w, r)
 		return nil
 	})
 }

@@ -1,0 +1,301 @@
+package gateway_test
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// upstreamFunc starts a real upstream serving h, and an env in front of it
+// (a user VR-1/1111 logged in); path is appended to the upstream's URL.
+func upstreamFunc(t *testing.T, path string, h http.HandlerFunc) (*env, string) {
+	e, tok, _ := upstreamAt(t, path, h)
+	return e, tok
+}
+
+// upstreamAt is upstreamFunc that also returns the upstream's host:port.
+func upstreamAt(t *testing.T, path string, h http.HandlerFunc) (*env, string, string) {
+	t.Helper()
+	up := httptest.NewServer(h)
+	t.Cleanup(up.Close)
+	u, _ := url.Parse(up.URL + path)
+	e := newEnvWith(t, envOptions{Upstream: u})
+	e.addUser("VR-1", "1111", "1111", false)
+	return e, e.login("VR-1", "1111", "1111"), u.Host
+}
+
+// TestStreamingResponseIsFlushedAsItComes: a response without a length
+// (server-sent events, a long poll) reaches the client piece by piece, not
+// when the upstream has finished.
+func TestStreamingResponseIsFlushedAsItComes(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	e, tok := upstreamFunc(t, "", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release: // the client has read the first event
+		case <-time.After(10 * time.Second):
+		}
+		_, _ = io.WriteString(w, "data: second\n\n")
+	})
+	req, _ := http.NewRequest("GET", e.srv.URL+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	type first struct {
+		resp *http.Response
+		br   *bufio.Reader
+		line string
+		err  error
+	}
+	got := make(chan first, 1)
+	go func() { // the status, the headers and the first event, before the upstream is done
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			got <- first{err: err}
+			return
+		}
+		br := bufio.NewReader(resp.Body)
+		line, err := br.ReadString('\n')
+		got <- first{resp, br, line, err}
+	}()
+	var f first
+	select {
+	case f = <-got:
+	case <-time.After(5 * time.Second):
+		close(release)
+		t.Fatal("the first event did not arrive before the upstream finished")
+	}
+	close(release)
+	if f.err != nil {
+		t.Fatal(f.err)
+	}
+	defer f.resp.Body.Close()
+	if f.resp.StatusCode != http.StatusOK || f.line != "data: first\n" {
+		t.Fatalf("status %d, first line %q", f.resp.StatusCode, f.line)
+	}
+	rest, err := io.ReadAll(f.br)
+	if err != nil || string(rest) != "\ndata: second\n\n" {
+		t.Fatalf("rest %q, %v", rest, err)
+	}
+}
+
+// TestTrailersAreForwarded: trailers the upstream announced, and those it
+// did not, reach the client after the body.
+func TestTrailersAreForwarded(t *testing.T) {
+	t.Parallel()
+	e, tok := upstreamFunc(t, "", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Checksum")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, "body")
+		w.Header().Set("X-Checksum", "42")
+		if r.URL.Path == "/late" {
+			w.Header().Set(http.TrailerPrefix+"X-Late", "yes")
+		}
+	})
+	for _, path := range []string{"/announced", "/late"} {
+		resp := e.send("GET", path, tok, "", nil)
+		if body := readAll(resp); body != "body" {
+			t.Fatalf("%s: body %q", path, body)
+		}
+		if got := resp.Trailer.Get("X-Checksum"); got != "42" {
+			t.Errorf("%s: announced trailer %q, want 42 (trailers %v)", path, got, resp.Trailer)
+		}
+		if got := resp.Trailer.Get("X-Late"); path == "/late" && got != "yes" {
+			t.Errorf("%s: unannounced trailer %q, want yes (trailers %v)", path, got, resp.Trailer)
+		}
+	}
+}
+
+// TestHopByHopHeadersStayOnTheirHop: headers that describe one connection,
+// and those a Connection header names, are not passed on, either way; a
+// client that takes trailers still says so to the upstream.
+func TestHopByHopHeadersStayOnTheirHop(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var seen http.Header
+	e, tok := upstreamFunc(t, "", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = r.Header.Clone()
+		mu.Unlock()
+		w.Header().Set("Connection", "X-Upstream-Hop")
+		w.Header().Set("X-Upstream-Hop", "1")
+		w.Header().Set("Keep-Alive", "timeout=5")
+		w.Header().Set("X-Kept", "1")
+		w.WriteHeader(http.StatusCreated)
+	})
+	resp := e.send("GET", "/x", tok, "", http.Header{
+		"Connection":          {"X-Client-Hop"},
+		"X-Client-Hop":        {"1"},
+		"Keep-Alive":          {"300"},
+		"Proxy-Authorization": {"Basic c2VjcmV0"},
+		"Te":                  {"trailers, deflate"},
+		"X-Plain":             {"kept"},
+	})
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("status %d: %s", resp.StatusCode, readAll(resp))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, k := range []string{"X-Client-Hop", "Keep-Alive", "Proxy-Authorization", "Authorization"} {
+		if v, ok := seen[k]; ok {
+			t.Errorf("upstream was sent %s: %q", k, v)
+		}
+	}
+	if got := seen.Get("Te"); got != "trailers" {
+		t.Errorf("upstream Te %q, want trailers", got)
+	}
+	if got := seen.Get("X-Plain"); got != "kept" {
+		t.Errorf("upstream X-Plain %q, want kept", got)
+	}
+	if resp.Header.Get("X-Upstream-Hop") != "" || resp.Header.Get("Keep-Alive") != "" {
+		t.Errorf("client was sent the upstream's hop-by-hop headers: %v", resp.Header)
+	}
+	if resp.Header.Get("X-Kept") != "1" {
+		t.Errorf("client lost X-Kept: %v", resp.Header)
+	}
+}
+
+// TestRequestReachesTheUpstreamWhole: method, body, query and path (joined
+// to the upstream URL's own path) arrive as sent; Host is the upstream's and
+// X-Forwarded-Host the one the client used; a query Go would not parse is
+// not passed on as it was.
+func TestRequestReachesTheUpstreamWhole(t *testing.T) {
+	t.Parallel()
+	type seenReq struct{ method, path, query, body, host, fwdHost, ua string }
+	seen := make(chan seenReq, 4)
+	e, tok, upHost := upstreamAt(t, "/base", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		seen <- seenReq{r.Method, r.URL.Path, r.URL.RawQuery, string(b), r.Host, r.Header.Get("X-Forwarded-Host"), strings.Join(r.Header["User-Agent"], "|")}
+		w.WriteHeader(http.StatusCreated)
+	})
+	proxyHost := strings.TrimPrefix(e.srv.URL, "http://")
+
+	resp := e.send("POST", "/api/storage?key=a&n=2", tok, `{"key":"a"}`, http.Header{"User-Agent": {"headset/1.0"}})
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	want := seenReq{"POST", "/base/api/storage", "key=a&n=2", `{"key":"a"}`, upHost, proxyHost, "headset/1.0"}
+	if got := <-seen; got != want {
+		t.Errorf("upstream saw %+v, want %+v", got, want)
+	}
+
+	resp = e.send("GET", "/q?a=1;b=2&c=3", tok, "", http.Header{"User-Agent": {""}})
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	got := <-seen
+	if got.query != "c=3" {
+		t.Errorf("query with ';' reached the upstream as %q, want c=3", got.query)
+	}
+	if got.ua != "" {
+		t.Errorf("a client without User-Agent: the upstream saw %q", got.ua)
+	}
+}
+
+// TestUpgradeIsRelayedWithIdentity: a request that asks for a protocol
+// upgrade (a WebSocket) is forwarded with the caller's identity, and the
+// switched connection is relayed both ways.
+func TestUpgradeIsRelayedWithIdentity(t *testing.T) {
+	t.Parallel()
+	device := make(chan string, 1)
+	e, tok := upstreamFunc(t, "", func(w http.ResponseWriter, r *http.Request) {
+		device <- r.Header.Get("X-Auth-Device-Id")
+		if r.Header.Get("Upgrade") != "echo" {
+			http.Error(w, "no upgrade", http.StatusBadRequest)
+			return
+		}
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		_ = brw.Flush()
+		line, _ := brw.ReadString('\n')
+		_, _ = brw.WriteString("echo: " + line)
+		_ = brw.Flush()
+	})
+	req, _ := http.NewRequest("GET", e.srv.URL+"/ws", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "echo")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d: %s", resp.StatusCode, readAll(resp))
+	}
+	if got := <-device; got != "VR-1" {
+		t.Errorf("upgrade request reached the upstream with X-Auth-Device-Id %q", got)
+	}
+	rw, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		t.Fatalf("switched body is a %T", resp.Body)
+	}
+	if _, err := io.WriteString(rw, "ping\n"); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(rw).ReadString('\n')
+	if err != nil || line != "echo: ping\n" {
+		t.Fatalf("read %q, %v", line, err)
+	}
+}
+
+// TestTruncatedUpstreamBodyIsNotPassedOffAsWhole: when the upstream dies
+// in the middle of a body, with a length or chunked, the client's
+// connection is cut rather than the short body ending normally.
+func TestTruncatedUpstreamBodyIsNotPassedOffAsWhole(t *testing.T) {
+	t.Parallel()
+	e, tok := upstreamFunc(t, "", func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		if r.URL.Path == "/chunked" {
+			_, _ = brw.WriteString("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nonly part\r\n")
+		} else {
+			_, _ = brw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
+		}
+		_ = brw.Flush()
+		conn.Close()
+	})
+	for _, path := range []string{"/length", "/chunked"} {
+		req, _ := http.NewRequest("GET", e.srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			continue // cut before the headers went out: no answer at all, fine
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			t.Errorf("%s: a truncated body (%q, status %d) was read to its end without an error", path, b, resp.StatusCode)
+		}
+	}
+}
+
+// TestUnaskedProtocolSwitchIs502: an upstream that switches protocols on a
+// request that did not ask for it gets no connection to the client.
+func TestUnaskedProtocolSwitchIs502(t *testing.T) {
+	t.Parallel()
+	e, tok := upstreamFunc(t, "", func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: other\r\nConnection: Upgrade\r\n\r\n")
+		_ = brw.Flush()
+		time.Sleep(100 * time.Millisecond)
+	})
+	wantJSONError(t, e.send("GET", "/x", tok, "", nil), http.StatusBadGateway, "bad_gateway")
+}
