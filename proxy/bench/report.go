@@ -251,8 +251,8 @@ performance targets. This file is written by the benchmark tool
 One run, all on loopback, starts as separate processes a trivial upstream
 (every request: 201 and a small JSON body), a bare tuned
 `+"`httputil.ReverseProxy`"+` in front of it (Rewrite with SetURL and
-SetXForwarded, a pooled transport, the same server timeouts as the proxy),
-and the real proxy binary twice: with its caches, and with
+SetXForwarded, a pooled transport, the same server timeouts and the same
+garbage collector heap floor as the proxy), and the real proxy binary twice: with its caches, and with
 `+"`SESSION_CACHE=false`"+` (every request checked in the database). They use
 a schema of their own on PostgreSQL, dropped at the end.
 
@@ -326,7 +326,7 @@ proxy under the same conditions) are the point.
 | result | target | measured |
 |---|---|---|
 `,
-		rounds, r.opts.warmup/2, (r.opts.duration / rounds).Round(time.Millisecond), r.machine.cores, r.opts.revocations,
+		rounds, roundWarmup(r.opts), (r.opts.duration / rounds).Round(time.Millisecond), r.machine.cores, r.opts.revocations,
 		floodRate, num(float64(r.opts.memSessions)), num(float64(r.opts.bigRows)), lookupTolerance,
 		r.date.Format("2006-01-02 15:04 MST"), r.machine.goVersion, r.machine.platform, r.machine.cpu, r.machine.cores,
 		r.machine.postgres, r.machine.loadStart, r.machine.loadEnd, r.command(), r.elapsed.Round(time.Second), r.table())

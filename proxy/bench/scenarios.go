@@ -58,8 +58,17 @@ func (b *bench) run(ctx context.Context, addr string, conns int, request func(in
 // rounds: each throughput target is measured in this many slices,
 // interleaved with the other targets, so that a change in the machine's
 // background load during the run (it is shared) affects every target alike
-// instead of whichever ran at that moment.
-const rounds = 3
+// instead of whichever ran at that moment. On two shared cores, one
+// second's throughput varies by ±10 % from one second to the next; with
+// three rounds the ratio to the bare proxy still moved by as much from
+// run to run, so there are six, each shorter.
+const rounds = 6
+
+// roundWarmup is each round's unrecorded warm-up: the connections are new
+// each round.
+func (b *bench) roundWarmup() time.Duration { return roundWarmup(b.opts) }
+
+func roundWarmup(o options) time.Duration { return o.warmup / 4 }
 
 // throughput: the same authenticated GET, direct to the upstream, through
 // the bare proxy, and through authsidecar with and without caches, at each
@@ -91,7 +100,7 @@ func (b *bench) throughput(ctx context.Context, rep *report) error {
 				t := targets[i]
 				cpu0, err0 := t.proc.cpuTime()
 				m, err := runLoad(ctx, load{
-					addr: t.addr, conns: conns, warmup: b.opts.warmup / 2, duration: b.opts.duration / rounds,
+					addr: t.addr, conns: conns, warmup: b.roundWarmup(), duration: b.opts.duration / rounds,
 					request: same(rawRequest("GET", t.addr, proxiedPath, b.token, nil)),
 				})
 				if err != nil {
