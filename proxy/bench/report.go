@@ -287,8 +287,9 @@ proxy under the same conditions) are the point.
   over 32 connections: requests leave on a schedule and a latency counts
   from the scheduled time, so no stall hides), at rest, then again while 32
   clients flood `+"`/api/auth/login`"+` (one attempt in four with a wrong
-  password, two clients per account so that no account locks); the runs at
-  rest are half before and half after the flood. A saturating closed loop
+  password, two clients per account so that no account locks), in %d
+  alternating slices of %s at rest and %s during the flood, merged per
+  side. A saturating closed loop
   would measure the load generator's queue instead: any CPU the logins take
   must then show in full.
 - *memory per cached session*: %s sessions inserted into `+"`sessions`"+`
@@ -327,7 +328,7 @@ proxy under the same conditions) are the point.
 |---|---|---|
 `,
 		rounds, roundWarmup(r.opts), (r.opts.duration / rounds).Round(time.Millisecond), r.machine.cores, r.opts.revocations,
-		floodRate, num(float64(r.opts.memSessions)), num(float64(r.opts.bigRows)), lookupTolerance,
+		floodRate, floodRounds, floodSlice(r.opts).Round(time.Millisecond), floodSlice(r.opts).Round(time.Millisecond), num(float64(r.opts.memSessions)), num(float64(r.opts.bigRows)), lookupTolerance,
 		r.date.Format("2006-01-02 15:04 MST"), r.machine.goVersion, r.machine.platform, r.machine.cpu, r.machine.cores,
 		r.machine.postgres, r.machine.loadStart, r.machine.loadEnd, r.command(), r.elapsed.Round(time.Second), r.table())
 	for _, t := range r.targets() {

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bufio"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -211,13 +212,11 @@ func TestUpgradeIsRelayedWithIdentity(t *testing.T) {
 			http.Error(w, "no upgrade", http.StatusBadRequest)
 			return
 		}
-		conn, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
+		conn, brw := writeRaw(w, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		if conn == nil {
 			return
 		}
 		defer conn.Close()
-		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
-		_ = brw.Flush()
 		line, _ := brw.ReadString('\n')
 		_, _ = brw.WriteString("echo: " + line)
 		_ = brw.Flush()
@@ -256,17 +255,13 @@ func TestUpgradeIsRelayedWithIdentity(t *testing.T) {
 func TestTruncatedUpstreamBodyIsNotPassedOffAsWhole(t *testing.T) {
 	t.Parallel()
 	e, tok := upstreamFunc(t, "", func(w http.ResponseWriter, r *http.Request) {
-		conn, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
+		raw := "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part"
 		if r.URL.Path == "/chunked" {
-			_, _ = brw.WriteString("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nonly part\r\n")
-		} else {
-			_, _ = brw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
+			raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nonly part\r\n"
 		}
-		_ = brw.Flush()
-		conn.Close()
+		if conn, _ := writeRaw(w, raw); conn != nil {
+			conn.Close()
+		}
 	})
 	for _, path := range []string{"/length", "/chunked"} {
 		req, _ := http.NewRequest("GET", e.srv.URL+path, nil)
@@ -288,14 +283,24 @@ func TestTruncatedUpstreamBodyIsNotPassedOffAsWhole(t *testing.T) {
 func TestUnaskedProtocolSwitchIs502(t *testing.T) {
 	t.Parallel()
 	e, tok := upstreamFunc(t, "", func(w http.ResponseWriter, r *http.Request) {
-		conn, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
+		if conn, _ := writeRaw(w, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: other\r\nConnection: Upgrade\r\n\r\n"); conn != nil {
+			time.Sleep(100 * time.Millisecond)
+			conn.Close()
 		}
-		defer conn.Close()
-		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: other\r\nConnection: Upgrade\r\n\r\n")
-		_ = brw.Flush()
-		time.Sleep(100 * time.Millisecond)
 	})
 	wantJSONError(t, e.send("GET", "/x", tok, "", nil), http.StatusBadGateway, "bad_gateway")
+}
+
+// writeRaw takes over the connection of an upstream handler and writes raw
+// to it as the response, which net/http would not let a handler write (a
+// lie about the length, a switch of protocols). It returns the connection
+// and its buffers, or nil if it could not take it over.
+func writeRaw(w http.ResponseWriter, raw string) (net.Conn, *bufio.ReadWriter) {
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil, nil
+	}
+	_, _ = brw.WriteString(raw)
+	_ = brw.Flush()
+	return conn, brw
 }
