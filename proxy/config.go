@@ -43,6 +43,10 @@ type config struct {
 	signingKeys []token.Key   // read from SigningKeyFile, when set
 }
 
+// maxHeapFloorMiB bounds GC_HEAP_FLOOR_MIB: the floor is garbage the
+// proxy may keep, and a sidecar's memory is counted in hundreds of MiB.
+const maxHeapFloorMiB = 4096
+
 // maxLockout caps a lockout, however often it doubled.
 const maxLockout = time.Hour
 
@@ -126,8 +130,8 @@ func (c *config) validate() error {
 	if c.LoginLockout > maxLockout {
 		return bad("LOGIN_LOCKOUT", "at most %s (lockouts double up to that cap)", maxLockout)
 	}
-	if c.GCHeapFloorMiB < 0 || c.GCHeapFloorMiB > 1<<20 {
-		return bad("GC_HEAP_FLOOR_MIB", "must be a number of MiB from 0 (off) to 1048576")
+	if c.GCHeapFloorMiB < 0 || c.GCHeapFloorMiB > maxHeapFloorMiB {
+		return bad("GC_HEAP_FLOOR_MIB", "must be a number of MiB from 0 (off) to %d", maxHeapFloorMiB)
 	}
 	if c.LoginMaxFailures < 1 {
 		return bad("LOGIN_MAX_FAILURES", "must be at least 1")

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -31,59 +32,100 @@ func upstreamAt(t *testing.T, path string, h http.HandlerFunc) (*env, string, st
 	return e, e.login("VR-1", "1111", "1111"), u.Host
 }
 
-// TestStreamingResponseIsFlushedAsItComes: a response without a length
-// (server-sent events, a long poll) reaches the client piece by piece, not
-// when the upstream has finished.
+// TestStreamingResponseIsFlushedAsItComes: a response without a length (a
+// long poll, a chunked stream) and a text/event-stream one, even with a
+// length, reach the client piece by piece, not when the upstream has
+// finished.
 func TestStreamingResponseIsFlushedAsItComes(t *testing.T) {
 	t.Parallel()
+	const first, second = "data: first\n\n", "data: second\n\n"
 	release := make(chan struct{})
 	e, tok := upstreamFunc(t, "", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		_, _ = io.WriteString(w, "data: first\n\n")
+		if r.URL.Path == "/events" {
+			w.Header().Set("Content-Type", "text/event-stream; charset=utf-8")
+			w.Header().Set("Content-Length", strconv.Itoa(len(first+second)))
+		} else {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+		}
+		_, _ = io.WriteString(w, first)
 		w.(http.Flusher).Flush()
 		select {
-		case <-release: // the client has read the first event
+		case <-release: // the client has read the first part
 		case <-time.After(10 * time.Second):
 		}
-		_, _ = io.WriteString(w, "data: second\n\n")
+		_, _ = io.WriteString(w, second)
 	})
-	req, _ := http.NewRequest("GET", e.srv.URL+"/events", nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	type first struct {
-		resp *http.Response
-		br   *bufio.Reader
-		line string
-		err  error
-	}
-	got := make(chan first, 1)
-	go func() { // the status, the headers and the first event, before the upstream is done
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			got <- first{err: err}
-			return
+	for _, path := range []string{"/events", "/stream"} {
+		release = make(chan struct{})
+		req, _ := http.NewRequest("GET", e.srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		type head struct {
+			resp *http.Response
+			br   *bufio.Reader
+			line string
+			err  error
 		}
-		br := bufio.NewReader(resp.Body)
-		line, err := br.ReadString('\n')
-		got <- first{resp, br, line, err}
-	}()
-	var f first
-	select {
-	case f = <-got:
-	case <-time.After(5 * time.Second):
+		got := make(chan head, 1)
+		go func() { // the status, the headers and the first part, before the upstream is done
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				got <- head{err: err}
+				return
+			}
+			br := bufio.NewReader(resp.Body)
+			line, err := br.ReadString('\n')
+			got <- head{resp, br, line, err}
+		}()
+		var h head
+		select {
+		case h = <-got:
+		case <-time.After(5 * time.Second):
+			close(release)
+			t.Fatalf("%s: the first part did not arrive before the upstream finished", path)
+		}
 		close(release)
-		t.Fatal("the first event did not arrive before the upstream finished")
+		if h.err != nil {
+			t.Fatalf("%s: %v", path, h.err)
+		}
+		rest, err := io.ReadAll(h.br)
+		h.resp.Body.Close()
+		if h.resp.StatusCode != http.StatusOK || h.line+string(rest) != first+second || err != nil {
+			t.Fatalf("%s: status %d, body %q, %v", path, h.resp.StatusCode, h.line+string(rest), err)
+		}
 	}
-	close(release)
-	if f.err != nil {
-		t.Fatal(f.err)
+}
+
+// TestRequestTrailersAreNotForwarded: trailers come after the body, where
+// no header check looks; a client must not pass its own X-Auth-* or a token
+// to the upstream that way.
+func TestRequestTrailersAreNotForwarded(t *testing.T) {
+	t.Parallel()
+	trailers := make(chan http.Header, 1)
+	e, tok := upstreamFunc(t, "", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		trailers <- r.Trailer.Clone()
+		w.WriteHeader(http.StatusCreated)
+	})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	defer f.resp.Body.Close()
-	if f.resp.StatusCode != http.StatusOK || f.line != "data: first\n" {
-		t.Fatalf("status %d, first line %q", f.resp.StatusCode, f.line)
+	defer conn.Close()
+	_, _ = io.WriteString(conn, "POST /api/storage HTTP/1.1\r\nHost: proxy\r\nAuthorization: Bearer "+tok+"\r\n"+
+		"Transfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n"+
+		"5\r\nhello\r\n0\r\nX-Checksum: 1\r\nX-Auth-Admin: true\r\nX_Auth_Device_Id: VR-9\r\nAuthorization: Bearer stolen\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	rest, err := io.ReadAll(f.br)
-	if err != nil || string(rest) != "\ndata: second\n\n" {
-		t.Fatalf("rest %q, %v", rest, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	for k, v := range <-trailers {
+		if len(v) > 0 {
+			t.Errorf("upstream was sent the trailer %s: %q", k, v)
+		}
 	}
 }
 

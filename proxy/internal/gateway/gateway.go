@@ -52,12 +52,15 @@ type Gateway struct {
 
 // New returns a Gateway.
 func New(cfg Config) *Gateway {
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
 	g := &Gateway{cfg: cfg, log: cfg.Log, mux: http.NewServeMux()}
 	if cfg.Transport == nil {
 		cfg.Transport = NewTransport()
 	}
 	transport := cfg.Metrics.Transport(cfg.Transport)
-	g.plain = &plainForwarder{upstream: cfg.Upstream, transport: transport, onError: g.upstreamError}
+	g.plain = &plainForwarder{upstream: cfg.Upstream, transport: transport, onError: g.upstreamError, log: g.log}
 	g.forward = g.authenticated(g.newReverseProxy(cfg.Upstream, transport))
 
 	g.route("/healthz", http.MethodGet, g.healthz)

@@ -7,9 +7,11 @@ import (
 	"net/http/httputil"
 	"net/textproto"
 	"net/url"
+	"os"
 	"strings"
 	"sync/atomic"
 
+	"go.uber.org/zap"
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
@@ -27,12 +29,14 @@ import (
 // authenticated).
 //
 // What differs from ReverseProxy, on purpose: informational 1xx responses
-// other than 100 Continue (103 Early Hints) are not relayed; the final
-// response is.
+// other than 100 Continue (103 Early Hints) are not relayed, the final
+// response is; and a client's request trailers are not sent on (where
+// ReverseProxy sends their names without values).
 type plainForwarder struct {
 	upstream  *url.URL
 	transport http.RoundTripper
 	onError   func(http.ResponseWriter, *http.Request, error)
+	log       *zap.Logger
 }
 
 // hopHeaders are the hop-by-hop headers (RFC 9110 §7.6.1 and the older
@@ -69,7 +73,11 @@ func listedInConnection(connection []string, k string) bool {
 // w.
 func (f *plainForwarder) forward(w http.ResponseWriter, r *http.Request, s auth.Session) {
 	out := new(http.Request)
-	*out = *r // the context, method, protocol, body and trailers stay those of r
+	*out = *r // the context, method, protocol and body stay those of r
+	// A client's request trailers arrive after the body, unannounced ones
+	// too, into r.Trailer: forwarded, they would pass X-Auth-* or
+	// Authorization around every check above. None are sent on.
+	out.Trailer = nil
 	out.RequestURI = ""
 	out.Close = false
 	u := *r.URL
@@ -129,8 +137,13 @@ func (f *plainForwarder) forward(w http.ResponseWriter, r *http.Request, s auth.
 	if streaming {
 		_ = rc.Flush() // the status and headers now, whenever the first byte comes
 	}
-	if err := copyBody(w, resp.Body, streaming, rc); err != nil {
+	if upstream, err := copyBody(w, resp.Body, streaming, rc); err != nil {
 		resp.Body.Close()
+		if upstream {
+			f.log.Warn("upstream body cut short", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
+		} else {
+			f.log.Debug("client went away during the response", zap.String("path", r.URL.Path), zap.Error(err))
+		}
 		// The status is sent; all that is left is to cut the connection so
 		// that the client cannot take a truncated body for a whole one.
 		panic(http.ErrAbortHandler)
@@ -195,8 +208,9 @@ func isEventStream(ct string) bool {
 
 // copyBody copies the upstream's body to the client in a pooled buffer,
 // flushing after every write when streaming. It returns write errors and
-// read errors other than EOF.
-func copyBody(w io.Writer, body io.Reader, streaming bool, rc *http.ResponseController) error {
+// read errors other than EOF, and whether the error was the upstream's
+// (a read) rather than the client's (a write).
+func copyBody(w io.Writer, body io.Reader, streaming bool, rc *http.ResponseController) (upstream bool, err error) {
 	bp := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(bp)
 	buf := *bp
@@ -204,19 +218,19 @@ func copyBody(w io.Writer, body io.Reader, streaming bool, rc *http.ResponseCont
 		n, rerr := body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
-				return werr
+				return false, werr
 			}
 			if streaming {
 				if err := rc.Flush(); err != nil {
-					return err
+					return false, err
 				}
 			}
 		}
 		if rerr == io.EOF {
-			return nil
+			return false, nil
 		}
 		if rerr != nil {
-			return rerr
+			return true, rerr
 		}
 	}
 }
@@ -243,6 +257,10 @@ func (b *handlerBody) Close() error { return nil }
 // maxQueryParams is where net/url stops parsing a query.
 const maxQueryParams = 10000
 
+// queryLimitChanged: GODEBUG=urlmaxqueryparams=N moves net/url's limit, so
+// ReverseProxy then re-encodes every query; so does cleanQuery.
+var queryLimitChanged = strings.Contains(os.Getenv("GODEBUG"), "urlmaxqueryparams=")
+
 // cleanQuery drops from a raw query what Go's own parser would not accept
 // (";" separators, broken escapes, too many parameters), as ReverseProxy
 // does: a backend must not read a parameter the proxy's side of the
@@ -252,7 +270,7 @@ func cleanQuery(q string) string {
 		v, _ := url.ParseQuery(q)
 		return v.Encode()
 	}
-	if strings.Count(q, "&")+1 > maxQueryParams {
+	if queryLimitChanged || strings.Count(q, "&")+1 > maxQueryParams {
 		return reencode()
 	}
 	for i := 0; i < len(q); {

@@ -29,11 +29,10 @@ import (
 // DefaultBytes is the floor the proxy uses unless told otherwise.
 const DefaultBytes = 32 << 20
 
-// maxPercent bounds GOGC: with a tiny live heap, the exact percentage for
-// the floor would be huge, and a sudden jump in live heap (a cache filling
-// at once) could then let the heap overshoot the floor many times over
-// before the next collection lowers it again.
-const maxPercent = 2000
+// runtimeMinHeap is the Go runtime's own minimum heap goal at GOGC=100.
+// The runtime scales it with GOGC (4 MiB × GOGC/100), so a GOGC above
+// floor/4 MiB × 100 would by itself put the goal past the floor.
+const runtimeMinHeap = 4 << 20
 
 // Floor is a running heap floor; Stop ends it.
 type Floor struct {
@@ -53,7 +52,7 @@ func Start(bytes uint64) *Floor {
 	if bytes == 0 {
 		return nil
 	}
-	if _, set := os.LookupEnv("GOGC"); set {
+	if os.Getenv("GOGC") != "" {
 		return nil
 	}
 	if limit := debug.SetMemoryLimit(-1); limit > 0 && limit != math.MaxInt64 && bytes > uint64(limit)/2 {
@@ -100,8 +99,9 @@ func (f *Floor) arm() {
 	}, f)
 }
 
-// adjust sets GOGC so that the heap goal, live + (live + stacks + globals)
-// × GOGC/100, is at least the floor.
+// adjust sets GOGC so that the heap goal is the floor while the live heap
+// is small (see Percent). It runs after every collection, so the goal
+// follows the live heap from one collection to the next.
 func (f *Floor) adjust() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -126,13 +126,18 @@ func (f *Floor) adjust() {
 	}
 }
 
-// Percent is the GOGC that puts the heap goal at floor for a live heap of
+// Percent is the GOGC that puts the heap goal at floor, for a live heap of
 // live bytes and scannable memory (live heap, stacks, globals) of scan
-// bytes; at least 100 and at most maxPercent.
+// bytes, and at least 100 (Go's default). The runtime's goal is the larger
+// of live + scan × GOGC/100 and its minimum heap, 4 MiB × GOGC/100: the
+// GOGC returned keeps both at or below the floor, and one of them at it.
 func Percent(floor, live, scan uint64) int {
-	if scan == 0 || live >= floor {
+	if live >= floor {
 		return 100
 	}
-	p := (floor - live) * 100 / scan
-	return int(min(max(p, 100), maxPercent))
+	p := floor * 100 / runtimeMinHeap // the minimum heap alone reaches the floor
+	if scan > 0 {
+		p = min(p, (floor-live)*100/scan)
+	}
+	return int(max(p, 100))
 }

@@ -18,25 +18,31 @@ func TestPercent(t *testing.T) {
 		floor, live, scan uint64
 		want              int
 	}{
-		{32 * mib, 2 * mib, 2 * mib, 1500},    // goal 2 + 2×15 = 32 MiB
-		{32 * mib, 16 * mib, 17 * mib, 100},   // 16 + 17 × 0.94 would be below the default: keep 100
-		{32 * mib, 40 * mib, 41 * mib, 100},   // past the floor: the default
-		{32 * mib, 0, 64 << 10, maxPercent},   // tiny heap: capped
-		{32 * mib, 1 * mib, 0, 100},           // nothing read
-		{32 * mib, 4 * mib, 5 * mib, 560},     // (32-4)/5
-		{64 * mib, 32 * mib, 32 * mib, 100},   // exactly double: the default
-		{64 * mib, 31 * mib, 32 * mib, 103},   // just above the default
-		{1 * mib, 512 << 10, 512 << 10, 100},  // a floor below Go's own minimum changes nothing
-		{8 * mib, 1 * mib, 1 * mib, 700},      // 1 + 1×7 = 8 MiB
-		{8 * mib, 7 * mib, 8 * mib, 100},      // live heap near the floor
-		{8 * mib, 1 * mib, 2 * mib, 350},      // stacks and globals count towards the goal
-		{8 * mib, 8 * mib, 9 * mib, 100},      // at the floor
-		{8 * mib, 9 * mib, 10 * mib, 100},     // over it
-		{8 * mib, 100 << 10, 50 << 10, 2000},  // capped
-		{8 * mib, 100 << 10, 500 << 10, 1618}, // (8192-100)/500 KiB
+		{32 * mib, 2 * mib, 2 * mib, 800},    // the minimum heap at 800 is 32 MiB; 2 + 2×8 = 18 is below
+		{32 * mib, 2 * mib, 4 * mib, 750},    // 2 + 4×7.5 = 32 MiB, the minimum heap 30 MiB
+		{32 * mib, 16 * mib, 17 * mib, 100},  // 16 + 17 × 0.94 would be below the default: keep 100
+		{32 * mib, 40 * mib, 41 * mib, 100},  // past the floor: the default
+		{32 * mib, 0, 64 << 10, 800},         // nothing live yet (at start): the minimum heap alone
+		{32 * mib, 1 * mib, 0, 800},          // nothing scannable read
+		{32 * mib, 4 * mib, 5 * mib, 560},    // (32-4)/5
+		{64 * mib, 32 * mib, 32 * mib, 100},  // exactly double: the default
+		{64 * mib, 31 * mib, 32 * mib, 103},  // just above the default
+		{1 * mib, 512 << 10, 512 << 10, 100}, // a floor below Go's own minimum changes nothing
+		{8 * mib, 1 * mib, 1 * mib, 200},     // minimum heap 4 MiB × 2 = 8 MiB
+		{8 * mib, 7 * mib, 8 * mib, 100},     // live heap near the floor
+		{8 * mib, 8 * mib, 9 * mib, 100},     // at the floor
+		{8 * mib, 9 * mib, 10 * mib, 100},    // over it
+		{4096 * mib, 2 * mib, 2 * mib, 102400},
 	} {
 		if got := Percent(c.floor, c.live, c.scan); got != c.want {
 			t.Errorf("Percent(floor %d, live %d, scan %d) = %d, want %d", c.floor, c.live, c.scan, got, c.want)
+		}
+		// What the runtime makes of it: never past the floor unless the
+		// default would be, and at the floor when there is room.
+		goal := max(runtimeMinHeap*uint64(c.want)/100, c.live+c.scan*uint64(c.want)/100)
+		if c.want > 100 && (goal > c.floor || goal < c.floor*99/100) {
+			t.Errorf("floor %d MiB, live %d, scan %d: GOGC %d makes a goal of %.1f MiB",
+				c.floor>>20, c.live, c.scan, c.want, float64(goal)/mib)
 		}
 	}
 }
@@ -68,8 +74,8 @@ func TestFloorFollowsTheLiveHeap(t *testing.T) {
 	if p := read("/gc/gogc:percent"); p <= 100 {
 		t.Fatalf("GOGC %d with a small live heap, want above 100", p)
 	}
-	if goal := read("/gc/heap/goal:bytes"); goal < floor*9/10 {
-		t.Errorf("heap goal %d MiB, want about the floor, %d MiB", goal>>20, floor>>20)
+	if goal := read("/gc/heap/goal:bytes"); goal < floor*9/10 || goal > floor*11/10 {
+		t.Errorf("heap goal %.1f MiB, want the floor, %d MiB", float64(goal)/(1<<20), floor>>20)
 	}
 
 	// A live heap past the floor: the default policy again.
@@ -102,6 +108,12 @@ func TestOperatorGOGCWins(t *testing.T) {
 		f.Stop()
 		t.Fatal("Start ran although GOGC is set")
 	}
+	t.Setenv("GOGC", "") // set but empty: the runtime's default, so the floor's
+	f := Start(DefaultBytes)
+	if f == nil {
+		t.Fatal("Start did not run with GOGC empty")
+	}
+	f.Stop()
 }
 
 func TestZeroIsOff(t *testing.T) {
@@ -123,6 +135,10 @@ func TestFloorIsAtMostHalfTheMemoryLimit(t *testing.T) {
 	defer f.Stop()
 	if f.bytes != 10<<20 {
 		t.Errorf("floor %d MiB under a 20 MiB limit, want 10 MiB", f.bytes>>20)
+	}
+	collect()
+	if goal := read("/gc/heap/goal:bytes"); goal > 11<<20 {
+		t.Errorf("heap goal %.1f MiB under a 20 MiB limit, want at most half of it", float64(goal)/(1<<20))
 	}
 	debug.SetMemoryLimit(math.MaxInt64)
 }
