@@ -263,7 +263,8 @@ arrived (closed loop); every latency is kept, and p50/p99 are exact
 Bearer token. Each throughput figure is %d rounds of %s warm-up (not
 recorded) and %s recorded, the four targets interleaved round by round so
 that a change in the machine's background load weighs on all of them
-alike. *CPU/req* is the CPU time (user + system, from `+"`/proc`"+`) of the
+alike: caches off, then the bare proxy and authsidecar with caches back to
+back (each first in every other round), then direct. *CPU/req* is the CPU time (user + system, from `+"`/proc`"+`) of the
 process that answers the load generator — the upstream for *direct*, the
 proxy otherwise — per request: unlike req/s, it does not depend on what
 else the cores were doing.
