@@ -32,7 +32,7 @@ test:
 	$(GO) run $(STATICCHECK) ./...
 	$(GO) test -race -count=1 ./...
 
-# make bench   measures the proxy against a bare reverse proxy (about five
+# make bench   measures the proxy against a bare reverse proxy (about three
 #              minutes) and writes docs/benchmarks.md; see proxy/bench.
 bench: build
 	@scripts/postgres.sh "$(TEST_DATABASE_URL)"
