@@ -45,7 +45,7 @@ type config struct {
 
 // maxHeapFloorMiB bounds GC_HEAP_FLOOR_MIB: the floor is garbage the
 // proxy may keep, and a sidecar's memory is counted in hundreds of MiB.
-const maxHeapFloorMiB = 4096
+const maxHeapFloorMiB = 1024
 
 // maxLockout caps a lockout, however often it doubled.
 const maxLockout = time.Hour

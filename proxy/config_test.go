@@ -70,7 +70,7 @@ func TestConfigRejectsBadSettings(t *testing.T) {
 		{"CLEANUP_INTERVAL", "0"},
 		{"GC_HEAP_FLOOR_MIB", "-1"},
 		{"GC_HEAP_FLOOR_MIB", "32MiB"},
-		{"GC_HEAP_FLOOR_MIB", "4097"},
+		{"GC_HEAP_FLOOR_MIB", "1025"},
 		{"LOG_LEVEL", "loud"},
 		{"LOG_LEVEL", "fatal"},
 		{"SIGNING_KEY_FILE", filepath.Join(dir, "missing.pem")},

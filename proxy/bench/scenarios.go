@@ -93,6 +93,9 @@ func (b *bench) throughput(ctx context.Context, rep *report) error {
 		{"authsidecar (caches)", b.a.addr, b.a.proc},
 		{"authsidecar (caches off)", b.off.addr, b.off.proc},
 	}
+	if len(targets) != len(roundOrder[0]) {
+		return fmt.Errorf("throughput: %d targets but a round order for %d", len(targets), len(roundOrder[0]))
+	}
 	for _, conns := range connLevels {
 		b.logf("throughput: %d conns, %d rounds over %d targets", conns, rounds, len(targets))
 		parts := make([][]measurement, len(targets))

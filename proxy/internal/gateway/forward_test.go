@@ -12,6 +12,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/authsidecar/authsidecar/proxy/internal/gateway"
 )
 
 // upstreamFunc starts a real upstream serving h, and an env in front of it
@@ -345,4 +351,61 @@ func writeRaw(w http.ResponseWriter, raw string) (net.Conn, *bufio.ReadWriter) {
 	_, _ = brw.WriteString(raw)
 	_ = brw.Flush()
 	return conn, brw
+}
+
+// TestUpstreamCutShortIsLoggedAndAHangupIsNot: an upstream that dies in
+// the middle of a body is worth a warning; a client that hangs up on a
+// stream, which cancels the upstream's body too, is not.
+func TestUpstreamCutShortIsLoggedAndAHangupIsNot(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zap.DebugLevel)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/cut" {
+			if conn, _ := writeRaw(w, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\npart\r\n"); conn != nil {
+				conn.Close()
+			}
+			return
+		}
+		_, _ = io.WriteString(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // until the proxy lets go
+	}))
+	t.Cleanup(up.Close)
+	u, _ := url.Parse(up.URL)
+	e := newEnvWith(t, envOptions{Upstream: u, Gateway: func(c *gateway.Config) { c.Log = zap.New(core) }})
+	e.addUser("VR-1", "1111", "1111", false)
+	tok := e.login("VR-1", "1111", "1111")
+
+	waitFor := func(level zapcore.Level, msg string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if logs.FilterMessage(msg).FilterLevelExact(level).Len() > 0 {
+				return
+			}
+		}
+		t.Fatalf("no %s %q logged; logged: %v", level, msg, logs.All())
+	}
+
+	req, _ := http.NewRequest("GET", e.srv.URL+"/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil || line != "data: first\n" {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	resp.Body.Close() // the client hangs up mid-stream
+	waitFor(zapcore.DebugLevel, "client went away during the response")
+	if n := logs.FilterLevelExact(zapcore.WarnLevel).Len(); n > 0 {
+		t.Errorf("a client hanging up was logged as a warning: %v", logs.FilterLevelExact(zapcore.WarnLevel).All())
+	}
+
+	req, _ = http.NewRequest("GET", e.srv.URL+"/cut", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		_, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	waitFor(zapcore.WarnLevel, "upstream body cut short")
 }

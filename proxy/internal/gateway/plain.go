@@ -139,7 +139,9 @@ func (f *plainForwarder) forward(w http.ResponseWriter, r *http.Request, s auth.
 	}
 	if upstream, err := copyBody(w, resp.Body, streaming, rc); err != nil {
 		resp.Body.Close()
-		if upstream {
+		// A client that hangs up on a stream cancels the request, and the
+		// upstream's body then fails to read: that is the client's doing.
+		if upstream && r.Context().Err() == nil {
 			f.log.Warn("upstream body cut short", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
 		} else {
 			f.log.Debug("client went away during the response", zap.String("path", r.URL.Path), zap.Error(err))
@@ -258,7 +260,9 @@ func (b *handlerBody) Close() error { return nil }
 const maxQueryParams = 10000
 
 // queryLimitChanged: GODEBUG=urlmaxqueryparams=N moves net/url's limit, so
-// ReverseProxy then re-encodes every query; so does cleanQuery.
+// ReverseProxy then re-encodes every query; so does cleanQuery. Only the
+// environment is read: a godebug line in go.mod would move the limit
+// without this seeing it (the module sets none).
 var queryLimitChanged = strings.Contains(os.Getenv("GODEBUG"), "urlmaxqueryparams=")
 
 // cleanQuery drops from a raw query what Go's own parser would not accept

@@ -101,7 +101,11 @@ func (f *Floor) arm() {
 
 // adjust sets GOGC so that the heap goal is the floor while the live heap
 // is small (see Percent). It runs after every collection, so the goal
-// follows the live heap from one collection to the next.
+// follows the live heap from one collection to the next. Between the end
+// of a collection and this cleanup (milliseconds), the goal is the one the
+// previous GOGC gives the new live heap: after a sudden jump in live heap
+// it is briefly higher than the floor, which only delays the next
+// collection by as long.
 func (f *Floor) adjust() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
