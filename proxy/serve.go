@@ -83,9 +83,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 	warnIfKeyFileOpen(cfg.SigningKeyFile, log)
 	// Serving only: the operator commands run for a moment and never
 	// collect often.
-	if floor := heapfloor.Start(uint64(cfg.GCHeapFloorMiB) << 20); floor != nil {
-		defer floor.Stop()
-	}
+	defer heapfloor.Start(uint64(cfg.GCHeapFloorMiB) << 20).Stop() // Stop of no floor does nothing
 	m := metrics.New()
 	a, err := openApp(ctx, cfg, log, m, time.Minute)
 	if err != nil {

@@ -74,8 +74,6 @@ var roundOrder = [2][4]int{{3, 1, 2, 0}, {3, 2, 1, 0}}
 
 // roundWarmup is each round's unrecorded warm-up: the connections are new
 // each round.
-func (b *bench) roundWarmup() time.Duration { return roundWarmup(b.opts) }
-
 func roundWarmup(o options) time.Duration { return o.warmup / 4 }
 
 // throughput: the same authenticated GET, direct to the upstream, through
@@ -111,7 +109,7 @@ func (b *bench) throughput(ctx context.Context, rep *report) error {
 				t := targets[i]
 				cpu0, err0 := t.proc.cpuTime()
 				m, err := runLoad(ctx, load{
-					addr: t.addr, conns: conns, warmup: b.roundWarmup(), duration: b.opts.duration / rounds,
+					addr: t.addr, conns: conns, warmup: roundWarmup(b.opts), duration: b.opts.duration / rounds,
 					request: same(rawRequest("GET", t.addr, proxiedPath, b.token, nil)),
 				})
 				if err != nil {

@@ -81,9 +81,7 @@ func serveBareProxy(args []string) error {
 	// And collected as the proxy is: with the same heap floor (the
 	// proxy's default), so that the comparison is of the work per request,
 	// not of garbage collector settings.
-	if floor := heapfloor.Start(heapfloor.DefaultBytes); floor != nil {
-		defer floor.Stop()
-	}
+	defer heapfloor.Start(heapfloor.DefaultBytes).Stop()
 	return serveAnnounced(rp)
 }
 

@@ -108,8 +108,9 @@ var (
 	adminFalse = []string{"false"}
 )
 
-// setIdentity sets the caller's identity headers on h, the incoming
-// request's headers.
+// setIdentity sets the caller's identity headers on h: the incoming
+// request's headers on the way to the ReverseProxy's Rewrite, or the
+// plain forwarder's outbound headers.
 func setIdentity(h http.Header, s auth.Session) {
 	v := &[4]string{s.UserID, s.Username, s.DeviceID, s.ID} // one allocation for the four
 	h[HeaderUserID], h[HeaderUsername], h[HeaderDeviceID], h[HeaderSessionID] = v[0:1:1], v[1:2:2], v[2:3:3], v[3:4:4]

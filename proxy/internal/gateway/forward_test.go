@@ -21,21 +21,39 @@ import (
 )
 
 // upstreamFunc starts a real upstream serving h, and an env in front of it
-// (a user VR-1/1111 logged in); path is appended to the upstream's URL.
-func upstreamFunc(t *testing.T, path string, h http.HandlerFunc) (*env, string) {
-	e, tok, _ := upstreamAt(t, path, h)
+// (a user VR-1/1111 logged in).
+func upstreamFunc(t *testing.T, h http.HandlerFunc) (*env, string) {
+	e, tok, _ := upstreamAt(t, "", envOptions{}, h)
 	return e, tok
 }
 
-// upstreamAt is upstreamFunc that also returns the upstream's host:port.
-func upstreamAt(t *testing.T, path string, h http.HandlerFunc) (*env, string, string) {
+// upstreamAt is upstreamFunc with path appended to the upstream's URL and
+// the env built with o (its Upstream set here); it also returns the
+// upstream's host:port.
+func upstreamAt(t *testing.T, path string, o envOptions, h http.HandlerFunc) (*env, string, string) {
 	t.Helper()
 	up := httptest.NewServer(h)
 	t.Cleanup(up.Close)
 	u, _ := url.Parse(up.URL + path)
-	e := newEnvWith(t, envOptions{Upstream: u})
+	o.Upstream = u
+	e := newEnvWith(t, o)
 	e.addUser("VR-1", "1111", "1111", false)
 	return e, e.login("VR-1", "1111", "1111"), u.Host
+}
+
+// get sends GET path with the bearer token tok and any extra headers, and
+// returns the client's answer as is (an error included, which some tests
+// expect).
+func (e *env) get(path, tok string, hdr ...string) (*http.Response, error) {
+	req, err := http.NewRequest("GET", e.srv.URL+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	return http.DefaultClient.Do(req)
 }
 
 // TestStreamingResponseIsFlushedAsItComes: a response without a length (a
@@ -46,7 +64,7 @@ func TestStreamingResponseIsFlushedAsItComes(t *testing.T) {
 	t.Parallel()
 	const first, second = "data: first\n\n", "data: second\n\n"
 	release := make(chan struct{})
-	e, tok := upstreamFunc(t, "", func(w http.ResponseWriter, r *http.Request) {
+	e, tok := upstreamFunc(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/events" {
 			w.Header().Set("Content-Type", "text/event-stream; charset=utf-8")
 			w.Header().Set("Content-Length", strconv.Itoa(len(first+second)))
@@ -63,8 +81,6 @@ func TestStreamingResponseIsFlushedAsItComes(t *testing.T) {
 	})
 	for _, path := range []string{"/events", "/stream"} {
 		release = make(chan struct{})
-		req, _ := http.NewRequest("GET", e.srv.URL+path, nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
 		type head struct {
 			resp *http.Response
 			br   *bufio.Reader
@@ -73,7 +89,7 @@ func TestStreamingResponseIsFlushedAsItComes(t *testing.T) {
 		}
 		got := make(chan head, 1)
 		go func() { // the status, the headers and the first part, before the upstream is done
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := e.get(path, tok)
 			if err != nil {
 				got <- head{err: err}
 				return
@@ -107,7 +123,7 @@ func TestStreamingResponseIsFlushedAsItComes(t *testing.T) {
 func TestRequestTrailersAreNotForwarded(t *testing.T) {
 	t.Parallel()
 	trailers := make(chan http.Header, 1)
-	e, tok := upstreamFunc(t, "", func(w http.ResponseWriter, r *http.Request) {
+	e, tok := upstreamFunc(t, func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		trailers <- r.Trailer.Clone()
 		w.WriteHeader(http.StatusCreated)
@@ -139,7 +155,7 @@ func TestRequestTrailersAreNotForwarded(t *testing.T) {
 // did not, reach the client after the body.
 func TestTrailersAreForwarded(t *testing.T) {
 	t.Parallel()
-	e, tok := upstreamFunc(t, "", func(w http.ResponseWriter, r *http.Request) {
+	e, tok := upstreamFunc(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Trailer", "X-Checksum")
 		w.WriteHeader(http.StatusOK)
 		_, _ = io.WriteString(w, "body")
@@ -169,7 +185,7 @@ func TestHopByHopHeadersStayOnTheirHop(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	var seen http.Header
-	e, tok := upstreamFunc(t, "", func(w http.ResponseWriter, r *http.Request) {
+	e, tok := upstreamFunc(t, func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		seen = r.Header.Clone()
 		mu.Unlock()
@@ -219,7 +235,7 @@ func TestRequestReachesTheUpstreamWhole(t *testing.T) {
 	t.Parallel()
 	type seenReq struct{ method, path, query, body, host, fwdHost, ua string }
 	seen := make(chan seenReq, 4)
-	e, tok, upHost := upstreamAt(t, "/base", func(w http.ResponseWriter, r *http.Request) {
+	e, tok, upHost := upstreamAt(t, "/base", envOptions{}, func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		seen <- seenReq{r.Method, r.URL.Path, r.URL.RawQuery, string(b), r.Host, r.Header.Get("X-Forwarded-Host"), strings.Join(r.Header["User-Agent"], "|")}
 		w.WriteHeader(http.StatusCreated)
@@ -254,7 +270,7 @@ func TestRequestReachesTheUpstreamWhole(t *testing.T) {
 func TestUpgradeIsRelayedWithIdentity(t *testing.T) {
 	t.Parallel()
 	device := make(chan string, 1)
-	e, tok := upstreamFunc(t, "", func(w http.ResponseWriter, r *http.Request) {
+	e, tok := upstreamFunc(t, func(w http.ResponseWriter, r *http.Request) {
 		device <- r.Header.Get("X-Auth-Device-Id")
 		if r.Header.Get("Upgrade") != "echo" {
 			http.Error(w, "no upgrade", http.StatusBadRequest)
@@ -269,11 +285,7 @@ func TestUpgradeIsRelayedWithIdentity(t *testing.T) {
 		_, _ = brw.WriteString("echo: " + line)
 		_ = brw.Flush()
 	})
-	req, _ := http.NewRequest("GET", e.srv.URL+"/ws", nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", "echo")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := e.get("/ws", tok, "Connection", "Upgrade", "Upgrade", "echo")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +314,7 @@ func TestUpgradeIsRelayedWithIdentity(t *testing.T) {
 // connection is cut rather than the short body ending normally.
 func TestTruncatedUpstreamBodyIsNotPassedOffAsWhole(t *testing.T) {
 	t.Parallel()
-	e, tok := upstreamFunc(t, "", func(w http.ResponseWriter, r *http.Request) {
+	e, tok := upstreamFunc(t, func(w http.ResponseWriter, r *http.Request) {
 		raw := "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part"
 		if r.URL.Path == "/chunked" {
 			raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nonly part\r\n"
@@ -312,9 +324,7 @@ func TestTruncatedUpstreamBodyIsNotPassedOffAsWhole(t *testing.T) {
 		}
 	})
 	for _, path := range []string{"/length", "/chunked"} {
-		req, _ := http.NewRequest("GET", e.srv.URL+path, nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := e.get(path, tok)
 		if err != nil {
 			continue // cut before the headers went out: no answer at all, fine
 		}
@@ -330,7 +340,7 @@ func TestTruncatedUpstreamBodyIsNotPassedOffAsWhole(t *testing.T) {
 // request that did not ask for it gets no connection to the client.
 func TestUnaskedProtocolSwitchIs502(t *testing.T) {
 	t.Parallel()
-	e, tok := upstreamFunc(t, "", func(w http.ResponseWriter, r *http.Request) {
+	e, tok := upstreamFunc(t, func(w http.ResponseWriter, r *http.Request) {
 		if conn, _ := writeRaw(w, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: other\r\nConnection: Upgrade\r\n\r\n"); conn != nil {
 			time.Sleep(100 * time.Millisecond)
 			conn.Close()
@@ -359,7 +369,8 @@ func writeRaw(w http.ResponseWriter, raw string) (net.Conn, *bufio.ReadWriter) {
 func TestUpstreamCutShortIsLoggedAndAHangupIsNot(t *testing.T) {
 	t.Parallel()
 	core, logs := observer.New(zap.DebugLevel)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	logTo := envOptions{Gateway: func(c *gateway.Config) { c.Log = zap.New(core) }}
+	e, tok, _ := upstreamAt(t, "", logTo, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/cut" {
 			if conn, _ := writeRaw(w, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\npart\r\n"); conn != nil {
 				conn.Close()
@@ -369,12 +380,7 @@ func TestUpstreamCutShortIsLoggedAndAHangupIsNot(t *testing.T) {
 		_, _ = io.WriteString(w, "data: first\n\n")
 		w.(http.Flusher).Flush()
 		<-r.Context().Done() // until the proxy lets go
-	}))
-	t.Cleanup(up.Close)
-	u, _ := url.Parse(up.URL)
-	e := newEnvWith(t, envOptions{Upstream: u, Gateway: func(c *gateway.Config) { c.Log = zap.New(core) }})
-	e.addUser("VR-1", "1111", "1111", false)
-	tok := e.login("VR-1", "1111", "1111")
+	})
 
 	waitFor := func(level zapcore.Level, msg string) {
 		t.Helper()
@@ -386,9 +392,7 @@ func TestUpstreamCutShortIsLoggedAndAHangupIsNot(t *testing.T) {
 		t.Fatalf("no %s %q logged; logged: %v", level, msg, logs.All())
 	}
 
-	req, _ := http.NewRequest("GET", e.srv.URL+"/stream", nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := e.get("/stream", tok)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,9 +405,7 @@ func TestUpstreamCutShortIsLoggedAndAHangupIsNot(t *testing.T) {
 		t.Errorf("a client hanging up was logged as a warning: %v", logs.FilterLevelExact(zapcore.WarnLevel).All())
 	}
 
-	req, _ = http.NewRequest("GET", e.srv.URL+"/cut", nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	if resp, err := http.DefaultClient.Do(req); err == nil {
+	if resp, err := e.get("/cut", tok); err == nil {
 		_, _ = io.ReadAll(resp.Body)
 		resp.Body.Close()
 	}

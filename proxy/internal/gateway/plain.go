@@ -56,6 +56,13 @@ func isHopHeader(k string) bool {
 	return false
 }
 
+// isHopByHop reports whether header k of a message whose Connection
+// header is connection belongs to one hop only: one of hopHeaders, or named
+// in connection.
+func isHopByHop(k string, connection []string) bool {
+	return isHopHeader(k) || (connection != nil && listedInConnection(connection, k))
+}
+
 // listedInConnection reports whether a Connection header names k, which
 // makes k hop-by-hop too.
 func listedInConnection(connection []string, k string) bool {
@@ -115,7 +122,7 @@ func (f *plainForwarder) forward(w http.ResponseWriter, r *http.Request, s auth.
 	h := w.Header()
 	connection := resp.Header["Connection"]
 	for k, v := range resp.Header {
-		if isHopHeader(k) || (connection != nil && listedInConnection(connection, k)) {
+		if isHopByHop(k, connection) {
 			continue
 		}
 		h[k] = v // resp is ours alone: no copy needed
@@ -177,8 +184,7 @@ func outboundHeader(in http.Header, s auth.Session) http.Header {
 	out := make(http.Header, len(in)+10)
 	connection := in["Connection"]
 	for k, v := range in {
-		if isHopHeader(k) || k == "Authorization" || isClientClaim(k) ||
-			(connection != nil && listedInConnection(connection, k)) {
+		if isHopByHop(k, connection) || k == "Authorization" || isClientClaim(k) {
 			continue
 		}
 		out[k] = v
@@ -192,12 +198,7 @@ func outboundHeader(in http.Header, s auth.Session) http.Header {
 	if _, ok := out["User-Agent"]; !ok {
 		out["User-Agent"] = []string{""}
 	}
-	v := &[4]string{s.UserID, s.Username, s.DeviceID, s.ID} // one allocation for the four
-	out[HeaderUserID], out[HeaderUsername], out[HeaderDeviceID], out[HeaderSessionID] = v[0:1:1], v[1:2:2], v[2:3:3], v[3:4:4]
-	out[HeaderAdmin] = adminFalse
-	if s.IsAdmin {
-		out[HeaderAdmin] = adminTrue
-	}
+	setIdentity(out, s)
 	return out
 }
 

@@ -72,7 +72,8 @@ func Start(bytes uint64) *Floor {
 	return f
 }
 
-// Stop ends the floor and restores the default GOGC of 100.
+// Stop ends the floor and restores the default GOGC of 100. On the nil
+// Floor that Start returns when it does nothing, it does nothing.
 func (f *Floor) Stop() {
 	if f == nil {
 		return
