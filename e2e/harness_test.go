@@ -4,13 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +18,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/authsidecar/authsidecar/internal/testkit"
 )
 
 // Paths of the binaries built once by TestMain.
@@ -47,45 +46,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// databaseURL makes a schema of the test's own on TEST_DATABASE_URL (the
-// local server by default), drops it at cleanup, and returns a URL that
-// selects it. Unreachable PostgreSQL fails the test: it never skips.
-func databaseURL(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("TEST_DATABASE_URL")
-	if base == "" {
-		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("cannot reach PostgreSQL at TEST_DATABASE_URL=%q: %v", base, err)
-	}
-	defer conn.Close(context.Background())
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	schema := "e2e_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), base)
-		if err != nil {
-			t.Errorf("drop schema: %v", err)
-			return
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema: %v", err)
-		}
-	})
-	u, _ := url.Parse(base)
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+// databaseURL makes a schema of the test's own (see testkit.URL) and
+// returns a URL that selects it.
+func databaseURL(t *testing.T) string { return testkit.URL(t) }
 
 // query runs one SQL statement on the test's schema and scans one row.
 func query(t *testing.T, dbURL, sql string, args []any, dest ...any) {

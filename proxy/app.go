@@ -20,26 +20,16 @@ import (
 	"github.com/authsidecar/authsidecar/proxy/internal/schema"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
 	"github.com/authsidecar/authsidecar/proxy/internal/sqlite"
+	"github.com/authsidecar/authsidecar/proxy/internal/store"
 	"github.com/authsidecar/authsidecar/proxy/internal/token"
 )
 
 // issuer is the "iss" of every token; verification requires it.
 const issuer = "authsidecar"
 
-// store is everything the proxy keeps. The PostgreSQL store provides it,
-// and so does the embedded store used when DATABASE_URL is unset.
-type store interface {
-	session.Store
-	identity.Store
-	Ping(ctx context.Context) error
-	SigningKeyPEM(ctx context.Context, generate func() (id string, pem []byte, err error)) ([]byte, error)
-	TryExclusive(ctx context.Context, name string) (release func(), ok bool, err error)
-	CountLiveSessions(ctx context.Context, now time.Time) (int64, error)
-}
-
 var (
-	_ store = (*postgres.Store)(nil)
-	_ store = (*sqlite.Store)(nil)
+	_ store.Store = (*postgres.Store)(nil)
+	_ store.Store = (*sqlite.Store)(nil)
 )
 
 // app is the wiring shared by the server and the operator commands.
@@ -49,7 +39,7 @@ type app struct {
 	now      func() time.Time
 	pool     *pgxpool.Pool // nil on the embedded store
 	embedded *sqlite.Store // nil on PostgreSQL
-	store    store
+	store    store.Store
 	migrator *schema.Migrator
 	metrics  *metrics.Metrics // nil for operator commands
 	cache    *session.Cache   // nil unless serving with SESSION_CACHE

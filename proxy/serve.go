@@ -16,6 +16,7 @@ import (
 	"github.com/authsidecar/authsidecar/proxy/internal/cleanup"
 	"github.com/authsidecar/authsidecar/proxy/internal/gateway"
 	"github.com/authsidecar/authsidecar/proxy/internal/heapfloor"
+	"github.com/authsidecar/authsidecar/proxy/internal/login"
 	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
 	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
@@ -140,7 +141,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 	gw := gateway.New(gateway.Config{
 		Upstream: cfg.upstream,
 		Sessions: sessions,
-		Identity: ids,
+		Login:    login.New(ids, sessions, m, log),
 		JWKS:     signer.JWKS(),
 		Ready:    a.ready,
 		Metrics:  m,

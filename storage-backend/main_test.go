@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/authsidecar/authsidecar/storage-backend/internal/pgtest"
+	"github.com/authsidecar/authsidecar/internal/testkit"
 )
 
 // lockedBuffer is a bytes.Buffer that the program under test and the test
@@ -115,7 +115,7 @@ var testStores = []struct {
 	environ func(t *testing.T) map[string]string
 }{
 	{"postgres", func(t *testing.T) map[string]string {
-		return map[string]string{"DATABASE_URL": pgtest.URL(t)}
+		return map[string]string{"DATABASE_URL": testkit.URL(t)}
 	}},
 	{"sqlite", func(t *testing.T) map[string]string {
 		return map[string]string{"DATA_DIR": filepath.Join(t.TempDir(), "data")}

@@ -142,10 +142,29 @@ type bench struct {
 	bareProc *proc
 	a        *proxyProc // caching proxy: throughput, logins, revocation (replica A), flood
 	off      *proxyProc // SESSION_CACHE=false
+	arms     []arm      // caching proxies that differ in one setting
 
 	user     user
 	accounts []account // for logins and the flood
 	token    string    // the main user's token, logged in on a
+}
+
+// arm is a caching proxy run beside the default one with one setting
+// changed, to show what a choice of the default is worth.
+type arm struct {
+	name  string
+	env   map[string]string
+	proxy *proxyProc
+}
+
+// arms are the alternatives to the proxy's defaults measured in the
+// throughput rounds, each showing what one remaining optimisation is worth:
+// the heap floor (GC_HEAP_FLOOR_MIB, default 32) against Go's own collector
+// settings, and against Go's own answer to the same need, a static GOGC
+// with a GOMEMLIMIT (which turns the floor off).
+var arms = []arm{
+	{name: "arm: heap floor off (Go's GC)", env: map[string]string{"GC_HEAP_FLOOR_MIB": "0"}},
+	{name: "arm: GOGC=400 GOMEMLIMIT=256MiB", env: map[string]string{"GOGC": "400", "GOMEMLIMIT": "256MiB"}},
 }
 
 // Accounts: one main user, and sixteen for logins so that two flooding
@@ -288,6 +307,13 @@ func (b *bench) setup(ctx context.Context) error {
 	}
 	if b.off, err = b.startProxy(ctx, "authsidecar (caches off)", map[string]string{"SESSION_CACHE": "false"}); err != nil {
 		return err
+	}
+	for _, a := range arms {
+		p, err := b.startProxy(ctx, a.name, a.env)
+		if err != nil {
+			return err
+		}
+		b.arms = append(b.arms, arm{name: a.name, env: a.env, proxy: p})
 	}
 	if b.token, err = login(newClient(b.a.addr), b.a.addr, b.user.account); err != nil {
 		return err

@@ -251,20 +251,25 @@ performance targets. This file is written by the benchmark tool
 One run, all on loopback, starts as separate processes a trivial upstream
 (every request: 201 and a small JSON body), a bare tuned
 `+"`httputil.ReverseProxy`"+` in front of it (Rewrite with SetURL and
-SetXForwarded, a pooled transport, the same server timeouts and the same
-garbage collector heap floor as the proxy), and the real proxy binary twice: with its caches, and with
-`+"`SESSION_CACHE=false`"+` (every request checked in the database). They use
-a schema of their own on PostgreSQL, dropped at the end.
+SetXForwarded, a pooled transport, the same server timeouts as the proxy,
+and Go's default garbage collector settings), and the real proxy binary:
+with its caches and default settings, with `+"`SESSION_CACHE=false`"+`
+(every request checked in the database), and, at 32 connections, one
+*arm* per remaining optimisation: the same caching proxy with that one
+optimisation replaced (the heap floor off, so Go's own collector settings;
+and Go's own alternative, a static `+"`GOGC`"+` with `+"`GOMEMLIMIT`"+`). An
+optimisation stays only while its arm is measurably slower. They use a
+schema of their own on PostgreSQL, dropped at the end.
 
 The load generator is the bench process: N persistent keep-alive
 connections, each sending its next request as soon as the previous answer
 arrived (closed loop); every latency is kept, and p50/p99 are exact
 (nearest rank). Proxied requests are `+"`GET /api/anything`"+` with a valid
 Bearer token. Each throughput figure is %d rounds of %s warm-up (not
-recorded) and %s recorded, the four targets interleaved round by round so
+recorded) and %s recorded, the targets interleaved round by round so
 that a change in the machine's background load weighs on all of them
 alike: caches off, then the bare proxy and authsidecar with caches back to
-back (each first in every other round), then direct. *CPU/req* is the CPU time (user + system, from `+"`/proc`"+`) of the
+back (each first in every other round), then the arms, then direct. *CPU/req* is the CPU time (user + system, from `+"`/proc`"+`) of the
 process that answers the load generator — the upstream for *direct*, the
 proxy otherwise — per request: unlike req/s, it does not depend on what
 else the cores were doing.

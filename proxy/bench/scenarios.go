@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -64,49 +65,61 @@ func (b *bench) run(ctx context.Context, addr string, conns int, request func(in
 // run to run, so there are six, each shorter.
 const rounds = 6
 
-// roundOrder is the order of the throughput targets (direct, bare proxy,
-// authsidecar with caches, without) in even and in odd rounds. The two that
-// the targets compare, the bare proxy and authsidecar with caches, always
-// run next to each other, each first half the time; the caches-off proxy,
-// which keeps PostgreSQL busy, runs before both, so that whatever work it
-// leaves behind falls on each of them alike.
-var roundOrder = [2][4]int{{3, 1, 2, 0}, {3, 2, 1, 0}}
+// loadTarget is one thing the throughput runs measure.
+type loadTarget struct {
+	name string
+	addr string
+	proc *proc // the process answering the load generator
+}
 
-// roundWarmup is each round's unrecorded warm-up: the connections are new
-// each round.
-func roundWarmup(o options) time.Duration { return o.warmup / 4 }
+// roundOrder is the order of the targets in round r: the caches-off
+// proxy, which keeps PostgreSQL busy, first, so that whatever work it
+// leaves behind falls on the others alike; then the two that the targets
+// compare, the bare proxy and authsidecar with caches, next to each
+// other, each first in every other round; then the arms (32 connections
+// only), then direct.
+func (b *bench) roundOrder(r, conns int) []loadTarget {
+	bare := loadTarget{"bare reverse proxy", b.bare, b.bareProc}
+	cached := loadTarget{"authsidecar (caches)", b.a.addr, b.a.proc}
+	order := []loadTarget{{"authsidecar (caches off)", b.off.addr, b.off.proc}, bare, cached}
+	if r%2 == 1 {
+		order[1], order[2] = cached, bare
+	}
+	if conns == armConns {
+		for _, a := range b.arms {
+			order = append(order, loadTarget{a.name, a.proxy.addr, a.proxy.proc})
+		}
+	}
+	return append(order, loadTarget{"direct", b.upstream, b.upProc})
+}
+
+// armConns is the connection count at which the arms run: the one the
+// throughput target is set at.
+const armConns = 32
 
 // throughput: the same authenticated GET, direct to the upstream, through
-// the bare proxy, and through authsidecar with and without caches, at each
-// connection count. Around the 32-connection runs on the caching proxy it
-// counts database queries.
+// the bare proxy, through authsidecar with and without caches, and
+// through each arm, at each connection count. Around the 32-connection
+// runs on the caching proxy it counts database queries.
 func (b *bench) throughput(ctx context.Context, rep *report) error {
-	targets := []struct {
-		name string
-		addr string
-		proc *proc // the process answering the load generator
-	}{
-		{"direct", b.upstream, b.upProc},
-		{"bare reverse proxy", b.bare, b.bareProc},
-		{"authsidecar (caches)", b.a.addr, b.a.proc},
-		{"authsidecar (caches off)", b.off.addr, b.off.proc},
-	}
-	if len(targets) != len(roundOrder[0]) {
-		return fmt.Errorf("throughput: %d targets but a round order for %d", len(targets), len(roundOrder[0]))
-	}
 	for _, conns := range connLevels {
-		b.logf("throughput: %d conns, %d rounds over %d targets", conns, rounds, len(targets))
-		parts := make([][]measurement, len(targets))
-		cpu := make([]time.Duration, len(targets))
+		names := []string{}
+		parts := map[string][]measurement{}
+		cpu := map[string]time.Duration{}
 		cpuKnown := true
 		queriesBefore, err := scrape(b.a.metricsAddr, metricDBQueries)
 		if err != nil {
 			return err
 		}
 		for r := range rounds {
-			for k := range targets {
-				i := roundOrder[r%2][k]
-				t := targets[i]
+			order := b.roundOrder(r, conns)
+			if r == 0 {
+				b.logf("throughput: %d conns, %d rounds over %d targets", conns, rounds, len(order))
+			}
+			for _, t := range order {
+				if r == 0 {
+					names = append(names, t.name)
+				}
 				cpu0, err0 := t.proc.cpuTime()
 				m, err := runLoad(ctx, load{
 					addr: t.addr, conns: conns, warmup: roundWarmup(b.opts), duration: b.opts.duration / rounds,
@@ -116,20 +129,22 @@ func (b *bench) throughput(ctx context.Context, rep *report) error {
 					return fmt.Errorf("%s, %d conns: %w", t.name, conns, err)
 				}
 				cpu1, err1 := t.proc.cpuTime()
-				cpu[i] += cpu1 - cpu0
+				cpu[t.name] += cpu1 - cpu0
 				cpuKnown = cpuKnown && err0 == nil && err1 == nil
-				parts[i] = append(parts[i], m)
+				parts[t.name] = append(parts[t.name], m)
 			}
 		}
-		for i, t := range targets {
-			m := merge(parts[i]...)
-			r := row{name: t.name, conns: conns, m: m}
+		// Rows in a fixed order: direct, bare, caches, caches off, arms.
+		slices.SortStableFunc(names, func(x, y string) int { return rowRank(x) - rowRank(y) })
+		for _, name := range names {
+			m := merge(parts[name]...)
+			r := row{name: name, conns: conns, m: m}
 			if cpuKnown {
 				// Over whole rounds, so per request sent, warm-ups included.
-				r.cpuPerReq = cpu[i] / time.Duration(m.total)
+				r.cpuPerReq = cpu[name] / time.Duration(m.total)
 			}
 			rep.throughput = append(rep.throughput, r)
-			if t.proc == b.a.proc && conns == 32 {
+			if name == "authsidecar (caches)" && conns == 32 {
 				queriesAfter, err := scrape(b.a.metricsAddr, metricDBQueries)
 				if err != nil {
 					return err
@@ -141,6 +156,21 @@ func (b *bench) throughput(ctx context.Context, rep *report) error {
 		}
 	}
 	return nil
+}
+
+// rowRank orders the throughput rows.
+func rowRank(name string) int {
+	switch name {
+	case "direct":
+		return 0
+	case "bare reverse proxy":
+		return 1
+	case "authsidecar (caches)":
+		return 2
+	case "authsidecar (caches off)":
+		return 3
+	}
+	return 4
 }
 
 const metricDBQueries = "authsidecar_db_query_duration_seconds_count"
@@ -575,3 +605,7 @@ func settledHeap(p *proxyProc, c *client, req []byte) (float64, error) {
 	}
 	return least, nil
 }
+
+// roundWarmup is each round's unrecorded warm-up: the connections are new
+// each round.
+func roundWarmup(o options) time.Duration { return o.warmup / 4 }

@@ -17,8 +17,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/authsidecar/authsidecar/proxy/internal/heapfloor"
 )
 
 // The bench re-executes itself with one of these subcommands to run the
@@ -78,10 +76,6 @@ func serveBareProxy(args []string) error {
 		// per response.
 		BufferPool: newBufferPool(),
 	}
-	// And collected as the proxy is: with the same heap floor (the
-	// proxy's default), so that the comparison is of the work per request,
-	// not of garbage collector settings.
-	defer heapfloor.Start(heapfloor.DefaultBytes).Stop()
 	return serveAnnounced(rp)
 }
 

@@ -76,3 +76,18 @@ func (j *Janitor) Round(ctx context.Context) bool {
 	}
 	return true
 }
+
+// InBatches deletes dead rows limit at a time, with del, until a batch
+// comes back short, and returns how many it deleted in all. One statement
+// then never holds locks on more than limit rows, so that a backlog of
+// millions does not stall the writes of live traffic.
+func InBatches(limit int, del func(limit int) (int64, error)) (int64, error) {
+	var total int64
+	for {
+		n, err := del(limit)
+		total += n
+		if err != nil || n < int64(limit) {
+			return total, err
+		}
+	}
+}

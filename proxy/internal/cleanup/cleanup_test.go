@@ -9,8 +9,8 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/authsidecar/authsidecar/internal/testkit"
 	"github.com/authsidecar/authsidecar/proxy/internal/cleanup"
-	"github.com/authsidecar/authsidecar/proxy/internal/pgtest"
 	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
 )
 
@@ -18,7 +18,7 @@ import (
 // clean at the same time; the one that finds the lock taken skips its round.
 func TestOneReplicaAtATime(t *testing.T) {
 	t.Parallel()
-	store := postgres.NewStore(pgtest.Pool(t))
+	store := postgres.NewStore(testkit.Pool(t))
 	var running, overlap, rounds atomic.Int64
 	task := cleanup.Task{Name: "slow", Run: func(context.Context) (int64, error) {
 		if running.Add(1) > 1 {

@@ -11,24 +11,24 @@ package gateway
 import (
 	"context"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/authsidecar/authsidecar/proxy/internal/identity"
+	"github.com/authsidecar/authsidecar/proxy/internal/login"
 	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
 )
 
 // Config wires a Gateway.
 type Config struct {
-	Upstream *url.URL          // where authenticated requests go
-	Sessions *session.Manager  // issues and checks sessions
-	Identity *identity.Service // checks credentials
-	JWKS     []byte            // the public keys, served at /.well-known/jwks.json
+	Upstream *url.URL         // where authenticated requests go
+	Sessions *session.Manager // checks, refreshes and ends sessions
+	Login    *login.Service   // starts them
+	JWKS     []byte           // the public keys, served at /.well-known/jwks.json
 	// Ready reports whether the proxy can serve (the store answers, the
 	// schema is current). If nil, the proxy is always ready.
 	Ready func(ctx context.Context) error
@@ -45,8 +45,7 @@ type Gateway struct {
 	cfg      Config
 	log      *zap.Logger
 	mux      *http.ServeMux
-	forward  http.Handler    // authenticates, then forwards
-	plain    *plainForwarder // forwards requests that ask for no upgrade
+	proxy    *httputil.ReverseProxy // forwards authenticated requests
 	draining atomic.Bool
 }
 
@@ -59,9 +58,7 @@ func New(cfg Config) *Gateway {
 	if cfg.Transport == nil {
 		cfg.Transport = NewTransport()
 	}
-	transport := cfg.Metrics.Transport(cfg.Transport)
-	g.plain = &plainForwarder{upstream: cfg.Upstream, transport: transport, onError: g.upstreamError, log: g.log}
-	g.forward = g.authenticated(g.newReverseProxy(cfg.Upstream, transport))
+	g.proxy = g.forwarder(cfg.Upstream, cfg.Metrics.Transport(cfg.Transport))
 
 	g.route("/healthz", http.MethodGet, g.healthz)
 	g.route("/readyz", http.MethodGet, g.readyz)
@@ -77,67 +74,13 @@ func New(cfg Config) *Gateway {
 	// here, never something forwarded.
 	g.mux.Handle("/api/auth/", g.handle(notFound))
 	g.mux.Handle("/api/admin/", g.handle(notFound))
-	g.mux.Handle("/", g.forward)
+	g.mux.Handle("/", g.handle(g.authenticated))
 	return g
 }
 
 // ServeHTTP serves a request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if forwardsDirectly(r) {
-		// The router would send it to the catch-all anyway; finding that
-		// out costs it several allocations per request.
-		g.forward.ServeHTTP(w, r)
-		return
-	}
 	g.mux.ServeHTTP(w, r)
-}
-
-// ownPrefixes are the starts of every path the proxy serves itself (see
-// New). A path that begins with none of them, in any spelling the router
-// would not first clean or redirect, can only reach the forwarding
-// catch-all.
-var ownPrefixes = [...]string{"/api/auth", "/api/admin", "/healthz", "/readyz", "/.well-known/"}
-
-// forwardsDirectly reports whether the router would hand r to the
-// forwarding catch-all without a redirect. It answers true only where that
-// is plain: a path with no escapes (the router matches unescaped segments,
-// so "/api/%61uth" is "/api/auth" to it), already clean (no empty, "." or
-// ".." segment, which the router redirects), under none of the proxy's own
-// prefixes, and not a CONNECT or "*" request. Everything else takes the
-// router, exactly as before; false is always safe.
-func forwardsDirectly(r *http.Request) bool {
-	if r.Method == http.MethodConnect || r.URL.RawPath != "" {
-		return false
-	}
-	p := r.URL.Path
-	if len(p) == 0 || p[0] != '/' || strings.IndexByte(p, '%') >= 0 || !cleanPath(p) {
-		return false
-	}
-	for _, own := range ownPrefixes {
-		if strings.HasPrefix(p, own) {
-			return false
-		}
-	}
-	return true
-}
-
-// cleanPath reports whether p (starting with "/") has no empty, "." or ".."
-// segment: what path.Clean would leave unchanged, but for a trailing slash,
-// which the router keeps too.
-func cleanPath(p string) bool {
-	for i := 1; i <= len(p); {
-		j := strings.IndexByte(p[i:], '/')
-		if j < 0 {
-			j = len(p) - i
-		}
-		seg := p[i : i+j]
-		last := i+j == len(p)
-		if (seg == "" && !last) || seg == "." || seg == ".." {
-			return false
-		}
-		i += j + 1
-	}
-	return true
 }
 
 // Drain makes /readyz answer 503 from now on, so that load balancers stop

@@ -16,10 +16,11 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/authsidecar/authsidecar/internal/testkit"
 	"github.com/authsidecar/authsidecar/proxy/internal/gateway"
 	"github.com/authsidecar/authsidecar/proxy/internal/identity"
+	"github.com/authsidecar/authsidecar/proxy/internal/login"
 	"github.com/authsidecar/authsidecar/proxy/internal/password"
-	"github.com/authsidecar/authsidecar/proxy/internal/pgtest"
 	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
 	"github.com/authsidecar/authsidecar/proxy/internal/token"
@@ -86,7 +87,7 @@ func newEnvWith(t testing.TB, o envOptions) *env {
 	t.Helper()
 	upURL := o.Upstream
 	ctx := context.Background()
-	pool := pgtest.Pool(t)
+	pool := testkit.Pool(t)
 	m, err := postgres.NewMigrator(ctx, pool)
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +123,7 @@ func newEnvWith(t testing.TB, o envOptions) *env {
 	e.cache = cfg.Cache
 	e.sessions = session.NewManager(store, signer, cfg, time.Now, log)
 	gcfg := gateway.Config{
-		Upstream: upURL, Sessions: e.sessions, Identity: e.ids, JWKS: signer.JWKS(),
+		Upstream: upURL, Sessions: e.sessions, Login: login.New(e.ids, e.sessions, cfg.Metrics, log), JWKS: signer.JWKS(),
 		Ready: func(ctx context.Context) error { return store.Ping(ctx) }, Log: log, Metrics: cfg.Metrics,
 	}
 	if o.Gateway != nil {

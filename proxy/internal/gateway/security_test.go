@@ -453,7 +453,7 @@ func TestReadyzDoesNotDiscloseTheCause(t *testing.T) {
 	e := newEnv(t)
 	const secret = "host=db.internal user=authsidecar database=prod"
 	e.gw = gateway.New(gateway.Config{
-		Upstream: mustParse(e.up.URL), Sessions: e.sessions, Identity: e.ids, JWKS: []byte(`{"keys":[]}`),
+		Upstream: mustParse(e.up.URL), Sessions: e.sessions, JWKS: []byte(`{"keys":[]}`),
 		Ready: func(context.Context) error { return errors.New("failed to connect to `" + secret + "`: dial error") },
 		Log:   zap.NewNop(),
 	})

@@ -2,19 +2,17 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
-	"github.com/authsidecar/authsidecar/proxy/internal/identity"
+	"github.com/authsidecar/authsidecar/proxy/internal/login"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
 )
 
@@ -60,60 +58,18 @@ type loginRequest struct {
 }
 
 func (g *Gateway) login(w http.ResponseWriter, r *http.Request) error {
-	err := g.doLogin(w, r)
-	g.cfg.Metrics.Login(loginResult(err))
-	return err
-}
-
-// loginResult names a login's outcome for the metrics.
-func loginResult(err error) string {
-	var locked *auth.LockedOutError
-	switch {
-	case err == nil:
-		return "success"
-	case errors.Is(err, auth.ErrInvalidCredentials):
-		return "invalid_credentials"
-	case errors.As(err, &locked):
-		return "locked_out"
-	case errors.Is(err, auth.ErrInvalidInput):
-		return "invalid_request"
-	}
-	return "unavailable"
-}
-
-func (g *Gateway) doLogin(w http.ResponseWriter, r *http.Request) error {
 	var req loginRequest
 	if err := decodeJSON(w, r, MaxLoginBody, &req); err != nil {
+		g.cfg.Metrics.Login(login.Result(err))
 		return err
 	}
-	for _, f := range []struct{ name, v string }{{"deviceId", req.DeviceID}, {"username", req.Username}} {
-		if err := identity.ValidateName(f.name, f.v); err != nil {
-			return err
-		}
-	}
-	if req.Password == "" {
-		return auth.InvalidInputf("password is required")
-	}
-	user, err := g.cfg.Identity.Authenticate(r.Context(), req.DeviceID, req.Username, req.Password)
+	issued, err := g.cfg.Login.Login(r.Context(), login.Request{
+		DeviceID: req.DeviceID, Username: req.Username, Password: req.Password,
+		Client: session.Client{Addr: clientAddr(r), UserAgent: r.UserAgent()},
+	})
 	if err != nil {
 		return err
 	}
-	issued, err := g.cfg.Sessions.Create(r.Context(), user, session.Client{Addr: clientAddr(r), UserAgent: r.UserAgent()})
-	if errors.Is(err, auth.ErrNotFound) {
-		return auth.ErrInvalidCredentials // the user was removed meanwhile
-	}
-	if err != nil {
-		return err
-	}
-	if err := g.cfg.Identity.Confirm(r.Context(), user); err != nil {
-		if rerr := g.cfg.Sessions.Revoke(context.WithoutCancel(r.Context()), issued.Session.ID, "", "proxy",
-			"credentials changed during the login"); rerr != nil && !errors.Is(rerr, auth.ErrNotFound) {
-			g.log.Error("could not end a session whose login lost a race", zap.String("session_id", issued.Session.ID), zap.Error(rerr))
-		}
-		return err
-	}
-	g.log.Info("login succeeded", zap.String("device_id", user.DeviceID), zap.String("username", user.Username),
-		zap.String("session_id", issued.Session.ID))
 	writeJSON(w, http.StatusOK, tokenBody(issued))
 	return nil
 }
@@ -165,24 +121,15 @@ func (g *Gateway) withAdmin(h callerHandler) handlerFunc {
 	})
 }
 
-// authenticated forwards a request only for a live session: a plain
-// request through the plain forwarder, one that asks for a protocol upgrade
-// (a WebSocket) through upgrades, a ReverseProxy, which relays the switch,
-// with the caller's identity set on the request for its Rewrite to copy.
-func (g *Gateway) authenticated(upgrades http.Handler) http.Handler {
-	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
-		c, err := g.authenticate(r)
-		if err != nil {
-			return err
-		}
-		if _, upgrade := r.Header["Upgrade"]; !upgrade {
-			g.plain.forward(w, r, c.Session)
-			return nil
-		}
-		setIdentity(r.Header, c.Session)
-		upgrades.ServeHTTP(w, r)
-		return nil
-	})
+// authenticated forwards a request only for a live session, with the
+// caller's identity.
+func (g *Gateway) authenticated(w http.ResponseWriter, r *http.Request) error {
+	c, err := g.authenticate(r)
+	if err != nil {
+		return err
+	}
+	g.forward(w, r, c.Session)
+	return nil
 }
 
 // MaxAuthorizationBytes bounds the Authorization header the proxy will
@@ -231,12 +178,32 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(v); err != nil {
+		// A headset app that sends "password": 1111 must learn what to fix.
+		var typ *json.UnmarshalTypeError
+		if errors.As(err, &typ) && typ.Field != "" {
+			return auth.InvalidInputf("%s must be a JSON %s, not a %s", typ.Field, jsonKind(typ.Type.Kind()), typ.Value)
+		}
 		return auth.InvalidInputf("the body is not a valid JSON object of the expected shape")
 	}
 	if dec.More() {
 		return auth.InvalidInputf("the body has data after the JSON object")
 	}
 	return nil
+}
+
+// jsonKind names a Go kind as JSON calls it.
+func jsonKind(k reflect.Kind) string {
+	switch k {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Struct, reflect.Map:
+		return "object"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	}
+	return "number"
 }
 
 func clientAddr(r *http.Request) string {

@@ -12,10 +12,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/authsidecar/authsidecar/internal/testkit"
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
 	"github.com/authsidecar/authsidecar/proxy/internal/identity"
 	"github.com/authsidecar/authsidecar/proxy/internal/password"
-	"github.com/authsidecar/authsidecar/proxy/internal/pgtest"
 	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
 )
 
@@ -65,7 +65,7 @@ func newHasher(t *testing.T, opts password.Options) *password.Hasher {
 // up to maxConns connections.
 func schemaURL(t *testing.T, maxConns int) string {
 	t.Helper()
-	u, err := url.Parse(pgtest.URL(t))
+	u, err := url.Parse(testkit.URL(t))
 	if err != nil {
 		t.Fatal(err)
 	}

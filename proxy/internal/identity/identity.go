@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
+	"github.com/authsidecar/authsidecar/proxy/internal/cleanup"
 	"github.com/authsidecar/authsidecar/proxy/internal/password"
 )
 
@@ -216,16 +217,10 @@ func (s *Service) Confirm(ctx context.Context, user auth.User) error {
 // (and not locked), in batches, and returns how many. Guesses at random
 // usernames would otherwise pile up rows forever.
 func (s *Service) ForgetStaleFailures(ctx context.Context) (int64, error) {
-	const batch = 5000
 	now := s.now()
-	var total int64
-	for {
-		n, err := s.store.DeleteStaleLoginFailures(ctx, now.Add(-FailureMemory), now, batch)
-		total += n
-		if err != nil || n < batch {
-			return total, err
-		}
-	}
+	return cleanup.InBatches(5000, func(limit int) (int64, error) {
+		return s.store.DeleteStaleLoginFailures(ctx, now.Add(-FailureMemory), now, limit)
+	})
 }
 
 // Unlock ends a login lockout and forgets the account's failures.
@@ -240,7 +235,7 @@ func (s *Service) Unlock(ctx context.Context, deviceID, username string) error {
 
 // AddUser creates a user (and its device when it is new).
 func (s *Service) AddUser(ctx context.Context, deviceID, username, pw string, isAdmin bool) (auth.User, error) {
-	if err := validateAccount(deviceID, username, pw); err != nil {
+	if err := ValidateCredentials(deviceID, username, pw); err != nil {
 		return auth.User{}, err
 	}
 	hash, err := s.hasher.Hash(ctx, pw)
@@ -258,7 +253,7 @@ func (s *Service) AddUser(ctx context.Context, deviceID, username, pw string, is
 // SetPassword changes a user's password and revokes its sessions; it
 // returns how many sessions it revoked.
 func (s *Service) SetPassword(ctx context.Context, deviceID, username, pw string) (int64, error) {
-	if err := validateAccount(deviceID, username, pw); err != nil {
+	if err := ValidateCredentials(deviceID, username, pw); err != nil {
 		return 0, err
 	}
 	hash, err := s.hasher.Hash(ctx, pw)
@@ -289,18 +284,24 @@ func (s *Service) ListUsers(ctx context.Context, deviceID string) ([]auth.User, 
 	return s.store.ListUsers(ctx, deviceID)
 }
 
-func validateAccount(deviceID, username, pw string) error {
-	if err := ValidateName("device", deviceID); err != nil {
+// MaxPasswordLen bounds a password: a PIN fits many times over, and a
+// longer one would only make hashing cost more.
+const MaxPasswordLen = 1024
+
+// ValidateCredentials checks a device id, username and password as any
+// caller sends them: the one place where their rules live.
+func ValidateCredentials(deviceID, username, pw string) error {
+	if err := ValidateName("deviceId", deviceID); err != nil {
 		return err
 	}
 	if err := ValidateName("username", username); err != nil {
 		return err
 	}
 	if pw == "" {
-		return auth.InvalidInputf("password is empty")
+		return auth.InvalidInputf("password is required")
 	}
-	if len(pw) > 1024 {
-		return auth.InvalidInputf("password is longer than 1024 bytes")
+	if len(pw) > MaxPasswordLen {
+		return auth.InvalidInputf("password is longer than %d bytes", MaxPasswordLen)
 	}
 	return nil
 }

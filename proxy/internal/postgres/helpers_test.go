@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/authsidecar/authsidecar/proxy/internal/pgtest"
+	"github.com/authsidecar/authsidecar/internal/testkit"
 	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
 )
 
@@ -62,7 +62,7 @@ func newStore(t *testing.T) (*postgres.Store, *pgxpool.Pool) {
 // default).
 func newStoreConns(t *testing.T, maxConns int) (*postgres.Store, *pgxpool.Pool) {
 	t.Helper()
-	u := pgtest.URL(t)
+	u := testkit.URL(t)
 	if maxConns > 0 {
 		u = withMaxConns(t, u, maxConns)
 	}

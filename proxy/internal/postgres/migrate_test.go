@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/authsidecar/authsidecar/proxy/internal/pgtest"
+	"github.com/authsidecar/authsidecar/internal/testkit"
 	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
 	"github.com/authsidecar/authsidecar/proxy/internal/schema"
 )
@@ -98,7 +98,7 @@ func isCurrent(t *testing.T, m *schema.Migrator) bool {
 func TestMigrationsUpDownUpRoundTrip(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := pgtest.Pool(t)
+	pool := testkit.Pool(t)
 	m := newMigrator(t, pool)
 	wantMigrations := migrationCount(t, m)
 
@@ -167,7 +167,7 @@ func TestMigrationsUpDownUpRoundTrip(t *testing.T) {
 func TestMigrationsConcurrentUp(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	u := pgtest.URL(t)
+	u := testkit.URL(t)
 	pools := []*pgxpool.Pool{openPool(t, u), openPool(t, u)}
 	migrators := []*schema.Migrator{newMigrator(t, pools[0]), newMigrator(t, pools[1])}
 	wantMigrations := migrationCount(t, migrators[0])

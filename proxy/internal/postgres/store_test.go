@@ -8,10 +8,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
+	"github.com/authsidecar/authsidecar/proxy/internal/store"
 	"github.com/authsidecar/authsidecar/proxy/internal/storetest"
 )
 
-var _ storetest.Backend = (*postgres.Store)(nil)
+var _ store.Store = (*postgres.Store)(nil)
 
 // suiteStore gives the shared suite a way to count rows.
 type suiteStore struct {

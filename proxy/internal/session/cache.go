@@ -1,7 +1,10 @@
 package session
 
 import (
+	"context"
 	"crypto/sha256"
+	"errors"
+	"fmt"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
@@ -97,18 +100,79 @@ func fromUnixNano(n int64) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
-// verifiedToken returns the claims of a token whose signature was verified
-// before; expired reports that its exp has passed by now. Token
-// verification does not depend on any session state, so this part of the
-// cache never needs invalidating, and it answers whether or not the cache
-// is listening.
-func (c *Cache) verifiedToken(raw string, now time.Time) (claims token.Claims, expired, handled, ok bool) {
-	e, ok := c.tokens.get(tokenKey(raw))
-	if !ok {
-		return token.Claims{}, false, false, false
+// Verifier checks a token's signature and claims (token.Signer.Verify).
+type Verifier func(raw string) (token.Claims, error)
+
+// Claims returns the claims of a bearer token: from the cache when the
+// token verified before, else from verify, whose answer it caches. Token
+// verification depends on no session state, so this half of the cache
+// never needs invalidating and answers whether or not it is listening. A
+// nil Cache always verifies.
+//
+// A genuine token past its exp gets its claims with token.ErrExpired; seen
+// reports that it was met expired before, so that its session was dealt
+// with then and a refusal is all it needs now. hit reports a cached answer.
+func (c *Cache) Claims(raw string, now time.Time, verify Verifier) (claims token.Claims, seen, hit bool, err error) {
+	if c == nil {
+		claims, err = verify(raw)
+		return claims, false, false, err
 	}
-	claims = token.Claims{SessionID: e.sessionID, DeviceID: e.deviceID, Generation: e.gen, ExpiresAt: time.Unix(e.exp, 0).UTC()}
-	return claims, now.Unix() >= e.exp, e.expiryHandled, true
+	if e, ok := c.tokens.get(tokenKey(raw)); ok {
+		claims = token.Claims{SessionID: e.sessionID, DeviceID: e.deviceID, Generation: e.gen, ExpiresAt: time.Unix(e.exp, 0).UTC()}
+		if now.Unix() < e.exp {
+			return claims, false, true, nil
+		}
+		if !e.expiryHandled {
+			c.storeToken(raw, claims, true)
+		}
+		return claims, e.expiryHandled, true, token.ErrExpired
+	}
+	claims, err = verify(raw)
+	if err == nil || errors.Is(err, token.ErrExpired) {
+		// An expired token's claims are genuine too (Verify returns them
+		// only when everything else checked out); the caller handles its
+		// expiry now.
+		c.storeToken(raw, claims, err != nil)
+	}
+	return claims, false, false, err
+}
+
+// Loader reads a session from the store; auth.ErrNotFound when there is
+// none.
+type Loader func(ctx context.Context, id string) (auth.Session, error)
+
+// Session returns session id: from the cache while it is listening and
+// holds an entry that knows token generation gen, else from load, whose
+// answer it caches — a live or revoked session, or that there is none —
+// unless a change to any session was heard while load ran (see Cache). A
+// session known to be revoked or gone is auth.ErrNotFound. A nil Cache
+// always loads. hit reports a cached answer.
+func (c *Cache) Session(ctx context.Context, id string, gen int64, load Loader) (s auth.Session, hit bool, err error) {
+	if c == nil {
+		s, err = load(ctx, id)
+		return s, false, err
+	}
+	if c.up.Load() {
+		if e, ok := c.sessions.get(id); ok {
+			switch {
+			case e.gone:
+				return auth.Session{}, true, fmt.Errorf("session %s: revoked or gone (cached): %w", id, auth.ErrNotFound)
+			case gen <= e.gen:
+				return e.session(id), true, nil
+			}
+			// A token of a generation the entry does not know: a refresh
+			// on another replica. The store knows.
+		}
+	}
+	snap := c.seq.Load()
+	s, err = load(ctx, id)
+	switch {
+	case errors.Is(err, auth.ErrNotFound):
+		c.storeSession(snap, id, sessionEntry{gone: true})
+	case err == nil:
+		c.storeSession(snap, id, entryOf(s, !s.RevokedAt.IsZero()))
+	}
+	return s, false, err
 }
 
 // tokenKey is the token cache's key for a raw token: its SHA-256, so that
@@ -131,21 +195,9 @@ func (c *Cache) storeToken(raw string, claims token.Claims, expiryHandled bool) 
 	})
 }
 
-// session returns the cached state of session id; ok is false on a miss or
-// while not listening.
-func (c *Cache) session(id string) (sessionEntry, bool) {
-	if !c.up.Load() {
-		return sessionEntry{}, false
-	}
-	return c.sessions.get(id)
-}
-
-// snapshot returns the sequence number to pass to storeSession after a
-// database read.
-func (c *Cache) snapshot() uint64 { return c.seq.Load() }
-
 // storeSession caches what a database read returned, unless the cache has
-// been told of any change since snap, or is not listening.
+// been told of any change since snap (read from seq before the read), or
+// is not listening.
 func (c *Cache) storeSession(snap uint64, id string, e sessionEntry) {
 	if !c.up.Load() {
 		return
@@ -153,8 +205,12 @@ func (c *Cache) storeSession(snap uint64, id string, e sessionEntry) {
 	c.sessions.putIf(id, e, func() bool { return c.seq.Load() == snap })
 }
 
-// Evict drops a session: it was revoked, refreshed, deleted or changed.
+// Evict drops a session: it was revoked, refreshed, deleted or changed. A
+// nil Cache has nothing to drop.
 func (c *Cache) Evict(sessionID string) {
+	if c == nil {
+		return
+	}
 	c.seq.Add(1)
 	c.sessions.remove(sessionID)
 }
@@ -164,6 +220,9 @@ func (c *Cache) Evict(sessionID string) {
 // ended, before the notifications for each session arrive. It walks the
 // whole cache; bulk revocations are rare.
 func (c *Cache) EvictDevice(deviceID, username string) {
+	if c == nil {
+		return
+	}
 	c.seq.Add(1)
 	c.sessions.removeWhere(func(e sessionEntry) bool {
 		return e.deviceID == deviceID && (username == "" || e.username == username)
@@ -180,8 +239,9 @@ func (c *Cache) SetListening(up bool) {
 	c.sessions.clear()
 }
 
-// Listening reports whether the cache is answering.
-func (c *Cache) Listening() bool { return c.up.Load() }
+// Listening reports whether the cache is answering for sessions; a nil
+// Cache never is.
+func (c *Cache) Listening() bool { return c != nil && c.up.Load() }
 
 // Len returns how many tokens and sessions are cached.
 func (c *Cache) Len() (tokens, sessions int) { return c.tokens.len(), c.sessions.len() }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/url"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,34 +12,15 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/authsidecar/authsidecar/internal/testkit"
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
-	"github.com/authsidecar/authsidecar/proxy/internal/pgtest"
 	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
 	"github.com/authsidecar/authsidecar/proxy/internal/token"
 )
 
 // t0 is the fake clock's start, on a whole second like token times.
-var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-
-// clock is a fake clock that tests advance by hand; the Manager and the
-// token Signer share it.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+var t0 = testkit.T0
 
 // defaults is the contract's configuration, with a TTL short enough to
 // reason about.
@@ -52,7 +32,7 @@ type fixture struct {
 	m                 *session.Manager
 	store             *postgres.Store
 	pool              *pgxpool.Pool
-	clock             *clock
+	clock             *testkit.Clock
 	signer            *token.Signer
 	url               string
 	alice, bob, carol auth.User
@@ -67,7 +47,7 @@ func newFixture(t *testing.T, cfg session.Config) *fixture {
 
 func newFixtureConns(t *testing.T, cfg session.Config, maxConns int) *fixture {
 	t.Helper()
-	u, err := url.Parse(pgtest.URL(t))
+	u, err := url.Parse(testkit.URL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +69,7 @@ func newFixtureConns(t *testing.T, cfg session.Config, maxConns int) *fixture {
 		t.Fatal(err)
 	}
 
-	c := &clock{now: t0}
+	c := testkit.NewClock(t0)
 	key, err := token.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -160,12 +140,6 @@ func (f *fixture) rows(t *testing.T, id string) int {
 		t.Fatal(err)
 	}
 	return n
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
 }
 
 // listen feeds cache from a real listener on the fixture's schema, as the

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
+	"github.com/authsidecar/authsidecar/proxy/internal/cleanup"
 	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
 	"github.com/authsidecar/authsidecar/proxy/internal/token"
 )
@@ -119,120 +120,68 @@ func (m *Manager) Create(ctx context.Context, user auth.User, client Client) (Is
 // check and no database query.
 func (m *Manager) Authenticate(ctx context.Context, raw string) (Caller, error) {
 	now := m.now()
-	claims, seen, err := m.verify(raw, now)
-	if errors.Is(err, token.ErrExpired) && !seen {
-		// A genuine token past its exp, met for the first time: its session
-		// may have expired with it (unless a refresh extended it), and is
-		// deleted when met.
-		m.deleteIfExpired(ctx, claims.SessionID, claims.DeviceID)
+	c := m.cfg.Cache
+
+	claims, seen, hit, err := c.Claims(raw, now, m.tokens.Verify)
+	if c != nil {
+		m.cfg.Metrics.TokenCache(hit)
 	}
 	if err != nil {
 		level := zap.InfoLevel
-		if seen {
-			level = zap.DebugLevel // a client repeating a token refused before
+		if errors.Is(err, token.ErrExpired) {
+			if !seen {
+				// A genuine token past its exp, met for the first time: its
+				// session may have expired with it (unless a refresh
+				// extended it), and is deleted when met.
+				m.deleteIfExpired(ctx, claims.SessionID, claims.DeviceID)
+			} else {
+				level = zap.DebugLevel // a client repeating a token refused before
+			}
 		}
-		return Caller{}, m.refuseAt(level, claims.SessionID, claims.DeviceID, err.Error(), fmt.Errorf("%w: %w", auth.ErrInvalidToken, err))
+		msg := "session refused"
+		if errors.Is(err, token.ErrExpired) {
+			msg = "session expired"
+		}
+		return Caller{}, m.refuseWith(level, msg, claims.SessionID, claims.DeviceID, err.Error(), fmt.Errorf("%w: %w", auth.ErrInvalidToken, err))
 	}
 
-	c := m.cfg.Cache
-	if c != nil && c.Listening() {
-		e, hit := c.session(claims.SessionID)
+	listening := c.Listening()
+	s, hit, err := c.Session(ctx, claims.SessionID, claims.Generation, m.store.Session)
+	if listening {
 		m.cfg.Metrics.SessionCache(hit)
-		if hit {
-			if e.gone {
-				return Caller{}, m.refuseAt(zap.DebugLevel, claims.SessionID, claims.DeviceID, "revoked or gone (cached)", auth.ErrInvalidToken)
-			}
-			if caller, err, decided := m.check(ctx, e.session(claims.SessionID), claims, now); decided {
-				return caller, err
-			}
-			// The token is of a generation the cached entry does not know
-			// (a refresh on another replica): ask the database.
-		}
 	}
-
-	var snap uint64
-	if c != nil {
-		snap = c.snapshot()
-	}
-	s, err := m.store.Session(ctx, claims.SessionID)
 	if errors.Is(err, auth.ErrNotFound) {
-		if c != nil {
-			c.storeSession(snap, claims.SessionID, sessionEntry{gone: true})
+		level := zap.InfoLevel
+		if hit {
+			level = zap.DebugLevel // refused before, and told again
 		}
-		return Caller{}, m.refuse(claims.SessionID, claims.DeviceID, "session not found", auth.ErrInvalidToken)
+		return Caller{}, m.refuseAt(level, claims.SessionID, claims.DeviceID, "session not found or revoked", auth.ErrInvalidToken)
 	}
 	if err != nil {
 		return Caller{}, fmt.Errorf("session lookup: %w", err)
 	}
-	if c != nil {
-		c.storeSession(snap, s.ID, entryOf(s, !s.RevokedAt.IsZero()))
-	}
-	caller, err, decided := m.check(ctx, s, claims, now)
-	if !decided {
-		// The database has every generation ever issued; a newer one in a
-		// token means it was not ours to begin with.
-		return Caller{}, m.refuse(s.ID, s.DeviceID, "token generation unknown", auth.ErrInvalidToken)
-	}
-	return caller, err
+	return m.check(ctx, s, claims, now)
 }
 
-// check decides on a session for a token's claims. decided is false only
-// when the token's generation is unknown to s, which a stale cached entry
-// cannot settle.
-func (m *Manager) check(ctx context.Context, s auth.Session, claims token.Claims, now time.Time) (caller Caller, err error, decided bool) {
+// check decides on a session for a token's claims.
+func (m *Manager) check(ctx context.Context, s auth.Session, claims token.Claims, now time.Time) (Caller, error) {
 	switch {
 	case !s.RevokedAt.IsZero():
-		return Caller{}, m.refuse(s.ID, s.DeviceID, "revoked", auth.ErrInvalidToken), true
+		return Caller{}, m.refuse(s.ID, s.DeviceID, "revoked", auth.ErrInvalidToken)
 	case !now.Before(s.ExpiresAt):
 		m.deleteIfExpired(ctx, s.ID, s.DeviceID)
-		return Caller{}, m.refuse(s.ID, s.DeviceID, "expired", auth.ErrInvalidToken), true
+		return Caller{}, m.refuseWith(zap.InfoLevel, "session expired", s.ID, s.DeviceID, "session past its expiry", auth.ErrInvalidToken)
 	case claims.Generation > s.Generation:
-		return Caller{}, nil, false
+		// The store has every generation ever issued; a newer one in a
+		// token means it was not ours to begin with.
+		return Caller{}, m.refuse(s.ID, s.DeviceID, "token generation unknown", auth.ErrInvalidToken)
 	case !s.AcceptsGeneration(claims.Generation, now):
-		return Caller{}, m.refuse(s.ID, s.DeviceID, "token superseded by a refresh", auth.ErrInvalidToken), true
+		return Caller{}, m.refuse(s.ID, s.DeviceID, "token superseded by a refresh", auth.ErrInvalidToken)
 	}
 	if ce := m.log.Check(zap.DebugLevel, "session found"); ce != nil {
 		ce.Write(zap.String("device_id", s.DeviceID), zap.String("session_id", s.ID))
 	}
-	return Caller{Session: s, TokenGeneration: claims.Generation}, nil, true
-}
-
-// verify checks a token's signature and claims, or finds it verified before.
-//
-// A token met again after its exp is refused from the cache without the
-// signature check, and seen reports that: the session it names was dealt
-// with when the token was first met expired.
-func (m *Manager) verify(raw string, now time.Time) (claims token.Claims, seen bool, err error) {
-	c := m.cfg.Cache
-	if c != nil {
-		claims, expired, handled, hit := c.verifiedToken(raw, now)
-		m.cfg.Metrics.TokenCache(hit)
-		switch {
-		case hit && expired:
-			if !handled {
-				c.storeToken(raw, claims, true)
-			}
-			return claims, handled, token.ErrExpired
-		case hit:
-			return claims, false, nil
-		}
-	}
-	claims, err = m.tokens.Verify(raw)
-	if c != nil && (err == nil || errors.Is(err, token.ErrExpired)) {
-		// An expired token's claims are genuine too (token.Verify returns
-		// them only when everything else checked out); the caller handles
-		// its expiry now.
-		c.storeToken(raw, claims, err != nil)
-	}
-	return claims, false, err
-}
-
-// evict drops a session this replica just changed from its own cache at
-// once; other replicas hear of it from the store's notification.
-func (m *Manager) evict(id string) {
-	if m.cfg.Cache != nil {
-		m.cfg.Cache.Evict(id)
-	}
+	return Caller{Session: s, TokenGeneration: claims.Generation}, nil
 }
 
 // deleteIfExpired deletes a session met after its expiry, which keeps the
@@ -249,9 +198,9 @@ func (m *Manager) deleteIfExpired(ctx context.Context, id, deviceID string) {
 		return
 	}
 	if deleted {
-		m.evict(id)
+		m.cfg.Cache.Evict(id)
 		m.cfg.Metrics.Session("expired", 1)
-		m.log.Info("session expired", zap.String("device_id", deviceID), zap.String("session_id", id))
+		m.log.Debug("expired session deleted", zap.String("device_id", deviceID), zap.String("session_id", id))
 	}
 }
 
@@ -264,7 +213,13 @@ func (m *Manager) refuse(sessionID, deviceID, why string, err error) error {
 // device retrying a revoked token) is logged at debug, so that a client
 // cannot turn its retries into a flood of log lines.
 func (m *Manager) refuseAt(level zapcore.Level, sessionID, deviceID, why string, err error) error {
-	if ce := m.log.Check(level, "session refused"); ce != nil {
+	return m.refuseWith(level, "session refused", sessionID, deviceID, why, err)
+}
+
+// refuseWith is refuseAt with the log's message: "session expired" for a
+// session that ended by its lifetime, as operators look for it.
+func (m *Manager) refuseWith(level zapcore.Level, msg, sessionID, deviceID, why string, err error) error {
+	if ce := m.log.Check(level, msg); ce != nil {
 		ce.Write(zap.String("session_id", sessionID), zap.String("device_id", deviceID), zap.String("reason", why))
 	}
 	return err
@@ -283,7 +238,7 @@ func (m *Manager) Refresh(ctx context.Context, c Caller) (Issued, error) {
 	}
 	s, err := m.store.RefreshSession(ctx, c.Session.ID, c.TokenGeneration, now,
 		m.expiry(c.Session.CreatedAt, now), now.Add(m.cfg.RefreshGrace))
-	m.evict(c.Session.ID)
+	m.cfg.Cache.Evict(c.Session.ID)
 	if errors.Is(err, auth.ErrInvalidToken) {
 		return Issued{}, m.refuse(c.Session.ID, c.Session.DeviceID, "refresh lost to a concurrent refresh or the session ended", err)
 	}
@@ -303,7 +258,7 @@ func (m *Manager) Refresh(ctx context.Context, c Caller) (Issued, error) {
 // Logout ends the caller's session at once.
 func (m *Manager) Logout(ctx context.Context, c Caller) error {
 	err := m.store.RevokeSession(ctx, c.Session.ID, "", m.now())
-	m.evict(c.Session.ID)
+	m.cfg.Cache.Evict(c.Session.ID)
 	if err != nil && !errors.Is(err, auth.ErrNotFound) {
 		return fmt.Errorf("logout: %w", err)
 	}
@@ -321,7 +276,7 @@ func (m *Manager) Revoke(ctx context.Context, id, deviceID, by, reason string) e
 	if err != nil {
 		return fmt.Errorf("revoke session: %w", err)
 	}
-	m.evict(id)
+	m.cfg.Cache.Evict(id)
 	m.cfg.Metrics.Session("revoked", 1)
 	m.log.Info("session revoked", zap.String("device_id", deviceID), zap.String("session_id", id),
 		zap.String("by", by), zap.String("reason", reason))
@@ -337,9 +292,7 @@ func (m *Manager) RevokeDevice(ctx context.Context, deviceID, username, by, reas
 	}
 	// The store's notifications evict each revoked session on every
 	// replica; this one forgets them at once, so that its own answer holds.
-	if m.cfg.Cache != nil {
-		m.cfg.Cache.EvictDevice(deviceID, username)
-	}
+	m.cfg.Cache.EvictDevice(deviceID, username)
 	m.cfg.Metrics.Session("revoked", n)
 	m.log.Info("sessions revoked", zap.String("device_id", deviceID), zap.String("username", username),
 		zap.Int64("count", n), zap.String("by", by), zap.String("reason", reason))
@@ -358,18 +311,14 @@ const CleanupBatch = 5000
 // many it deleted.
 func (m *Manager) Cleanup(ctx context.Context) (int64, error) {
 	now := m.now()
-	var total int64
-	for {
-		n, err := m.store.DeleteExpired(ctx, now, CleanupBatch)
-		total += n
-		if err != nil {
-			return total, fmt.Errorf("cleanup: %w", err)
-		}
-		if n < CleanupBatch {
-			m.cfg.Metrics.Session("cleaned", total)
-			return total, nil
-		}
+	total, err := cleanup.InBatches(CleanupBatch, func(limit int) (int64, error) {
+		return m.store.DeleteExpired(ctx, now, limit)
+	})
+	if err != nil {
+		return total, fmt.Errorf("cleanup: %w", err)
 	}
+	m.cfg.Metrics.Session("cleaned", total)
+	return total, nil
 }
 
 // expiry is when a session created at created and refreshed at now ends:

@@ -4,10 +4,11 @@ import (
 	"context"
 	"testing"
 
+	"github.com/authsidecar/authsidecar/proxy/internal/store"
 	"github.com/authsidecar/authsidecar/proxy/internal/storetest"
 )
 
-var _ storetest.Backend = (*Store)(nil)
+var _ store.Store = (*Store)(nil)
 
 // suiteStore gives the shared suite a way to count rows.
 type suiteStore struct{ *Store }

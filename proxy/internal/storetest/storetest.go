@@ -7,27 +7,14 @@ package storetest
 
 import (
 	"context"
-	"time"
 
-	"github.com/authsidecar/authsidecar/proxy/internal/identity"
-	"github.com/authsidecar/authsidecar/proxy/internal/session"
+	"github.com/authsidecar/authsidecar/proxy/internal/store"
 )
 
-// Backend is everything the proxy keeps: the store interface of package
-// main (proxy/app.go), restated because package main cannot be imported.
-type Backend interface {
-	session.Store
-	identity.Store
-	Ping(ctx context.Context) error
-	SigningKeyPEM(ctx context.Context, generate func() (id string, pem []byte, err error)) ([]byte, error)
-	TryExclusive(ctx context.Context, name string) (release func(), ok bool, err error)
-	CountLiveSessions(ctx context.Context, now time.Time) (int64, error)
-}
-
-// Store is what the suite runs on: a Backend, and a way to see what its
+// Store is what the suite runs on: a store.Store, and a way to see what its
 // methods do not show.
 type Store interface {
-	Backend
+	store.Store
 	// CountRows counts the rows of one of the store's tables: "devices",
 	// "users", "signing_keys" or "login_failures". Each store's test
 	// provides it with a query of its own.

@@ -7,10 +7,11 @@ import (
 	"time"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
+	"github.com/authsidecar/authsidecar/proxy/internal/store"
 )
 
-// calls calls every Backend method once, by name.
-func calls(s Backend) map[string]func(context.Context) error {
+// calls calls every store.Store method once, by name.
+func calls(s store.Store) map[string]func(context.Context) error {
 	now := T0
 	return map[string]func(context.Context) error{
 		"Ping": s.Ping,
@@ -102,7 +103,7 @@ func calls(s Backend) map[string]func(context.Context) error {
 // caller act as if the store had answered (not found, invalid token,
 // conflict). Stores call it on a store that cannot answer: closed, or its
 // server unreachable.
-func CheckUnavailable(t *testing.T, s Backend) {
+func CheckUnavailable(t *testing.T, s store.Store) {
 	t.Helper()
 	for name, call := range calls(s) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

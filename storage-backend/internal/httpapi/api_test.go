@@ -15,8 +15,8 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/authsidecar/authsidecar/internal/testkit"
 	"github.com/authsidecar/authsidecar/storage-backend/internal/httpapi"
-	"github.com/authsidecar/authsidecar/storage-backend/internal/pgtest"
 	"github.com/authsidecar/authsidecar/storage-backend/internal/postgres"
 	"github.com/authsidecar/authsidecar/storage-backend/internal/record"
 	"github.com/authsidecar/authsidecar/storage-backend/internal/schema"
@@ -34,7 +34,7 @@ type storeKind struct {
 // the same whichever one keeps the records.
 var stores = []storeKind{
 	{"postgres", func(t testing.TB, migrated bool) (record.Store, func(context.Context) error) {
-		pool := pgtest.Pool(t)
+		pool := testkit.Pool(t)
 		if migrated {
 			if _, err := postgres.Migrate(context.Background(), pool, postgres.Up); err != nil {
 				t.Fatalf("Migrate: %v", err)

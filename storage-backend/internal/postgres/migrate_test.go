@@ -8,14 +8,14 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/authsidecar/authsidecar/storage-backend/internal/pgtest"
+	"github.com/authsidecar/authsidecar/internal/testkit"
 	"github.com/authsidecar/authsidecar/storage-backend/internal/postgres"
 )
 
 func TestMigrateRoundTrip(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := pgtest.Pool(t)
+	pool := testkit.Pool(t)
 
 	if err := postgres.CheckSchema(ctx, pool); !errors.Is(err, postgres.ErrSchemaNotCurrent) {
 		t.Fatalf("CheckSchema on an empty schema = %v, want ErrSchemaNotCurrent", err)
@@ -72,7 +72,7 @@ func TestMigrateRoundTrip(t *testing.T) {
 func TestMigrateConcurrently(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := pgtest.Pool(t)
+	pool := testkit.Pool(t)
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)

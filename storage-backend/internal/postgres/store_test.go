@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/authsidecar/authsidecar/storage-backend/internal/pgtest"
+	"github.com/authsidecar/authsidecar/internal/testkit"
 	"github.com/authsidecar/authsidecar/storage-backend/internal/postgres"
 	"github.com/authsidecar/authsidecar/storage-backend/internal/record"
 	"github.com/authsidecar/authsidecar/storage-backend/internal/storetest"
@@ -16,7 +16,7 @@ import (
 // newStore returns a store on a migrated schema of the test's own.
 func newStore(t *testing.T, now func() time.Time) *postgres.Store {
 	t.Helper()
-	pool := pgtest.Pool(t)
+	pool := testkit.Pool(t)
 	if _, err := postgres.Migrate(context.Background(), pool, postgres.Up); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
@@ -72,7 +72,7 @@ func TestJSONBForm(t *testing.T) {
 func TestRecordRulesMatchJSONB(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := pgtest.Pool(t)
+	pool := testkit.Pool(t)
 
 	for _, data := range []string{
 		`1e131071`, `1e131072`, `9.9e131071`, `-1e131072`,

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authsidecar/authsidecar/internal/testkit"
 	"github.com/authsidecar/authsidecar/storage-backend/internal/record"
 )
 
@@ -60,31 +61,13 @@ func Run(t *testing.T, open Open) {
 	}
 }
 
-// clock is a settable time source.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // start is the suite's clock's first time: nanoseconds that the stores must
 // round to microseconds.
 var start = time.Date(2024, 5, 1, 12, 0, 0, 123456789, time.UTC)
 
-func newStore(t *testing.T, open Open) (record.Store, *clock) {
+func newStore(t *testing.T, open Open) (record.Store, *testkit.Clock) {
 	t.Helper()
-	c := &clock{now: start}
+	c := testkit.NewClock(start)
 	return open(t, c.Now), c
 }
 

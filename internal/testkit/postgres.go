@@ -1,12 +1,16 @@
-// Package pgtest gives each test a PostgreSQL schema of its own, so that tests
-// that commit can run in parallel against one real server without seeing each
-// other's rows, and without a shared database being truncated between tests.
+// Package testkit holds what the tests of both programs share: a PostgreSQL
+// schema of each test's own, and a clock that tests move by hand. Only tests
+// import it; the programs themselves share no code.
+package testkit
+
+// Each test gets a PostgreSQL schema of its own, so that tests that commit
+// can run in parallel against one real server without seeing each other's
+// rows, and without a shared database being truncated between tests.
 //
 // The server is found through TEST_DATABASE_URL (default
 // postgres://postgres@127.0.0.1:5432/test?sslmode=disable). A server that
 // cannot be reached fails the test: a skipped database test looks like a
 // passing one.
-package pgtest
 
 import (
 	"context"
@@ -40,11 +44,11 @@ func URL(t testing.TB) string {
 	defer cancel()
 	conn, err := pgx.Connect(ctx, base.String())
 	if err != nil {
-		t.Fatalf("pgtest: cannot reach PostgreSQL at TEST_DATABASE_URL (%s): %v", base.Redacted(), err)
+		t.Fatalf("testkit: cannot reach PostgreSQL at TEST_DATABASE_URL (%s): %v", base.Redacted(), err)
 	}
 	defer conn.Close(context.Background())
 	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("pgtest: create schema %s: %v", schema, err)
+		t.Fatalf("testkit: create schema %s: %v", schema, err)
 	}
 	t.Cleanup(func() { dropSchema(t, base.String(), schema) })
 
@@ -60,7 +64,7 @@ func Pool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	cfg, err := pgxpool.ParseConfig(URL(t))
 	if err != nil {
-		t.Fatalf("pgtest: parse pool config: %v", err)
+		t.Fatalf("testkit: parse pool config: %v", err)
 	}
 	// Many tests hold a pool at once; a few connections each keep the total
 	// below the server's max_connections.
@@ -69,21 +73,27 @@ func Pool(t testing.TB) *pgxpool.Pool {
 	defer cancel()
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		t.Fatalf("pgtest: open pool: %v", err)
+		t.Fatalf("testkit: open pool: %v", err)
 	}
 	t.Cleanup(pool.Close)
 	return pool
 }
 
+// BaseURL returns the server the tests use: TEST_DATABASE_URL, or
+// DefaultURL.
+func BaseURL() string {
+	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return DefaultURL
+}
+
 func baseURL(t testing.TB) *url.URL {
 	t.Helper()
-	raw := os.Getenv("TEST_DATABASE_URL")
-	if raw == "" {
-		raw = DefaultURL
-	}
+	raw := BaseURL()
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		t.Fatalf("pgtest: TEST_DATABASE_URL must be a postgres:// URL, got %q", raw)
+		t.Fatalf("testkit: TEST_DATABASE_URL must be a postgres:// URL, got %q", raw)
 	}
 	return u
 }
@@ -93,12 +103,12 @@ func dropSchema(t testing.TB, base, schema string) {
 	defer cancel()
 	conn, err := pgx.Connect(ctx, base)
 	if err != nil {
-		t.Errorf("pgtest: drop schema %s: %v", schema, err)
+		t.Errorf("testkit: drop schema %s: %v", schema, err)
 		return
 	}
 	defer conn.Close(context.Background())
 	if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-		t.Errorf("pgtest: drop schema %s: %v", schema, err)
+		t.Errorf("testkit: drop schema %s: %v", schema, err)
 	}
 }
 
@@ -106,7 +116,7 @@ func randomHex(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 8)
 	if _, err := rand.Read(b); err != nil {
-		t.Fatalf("pgtest: random schema name: %v", err)
+		t.Fatalf("testkit: random schema name: %v", err)
 	}
 	return hex.EncodeToString(b)
 }
