@@ -6,6 +6,13 @@
 // memory as well as time. Because each hash costs ~19 MiB and tens of
 // milliseconds of a core, the Hasher admits only a few at once: a login flood
 // must not starve proxied traffic or exhaust memory.
+//
+// It also verifies, but never writes, the hashes of users imported from
+// other systems (Django's formats, bcrypt, argon2id from other libraries;
+// see Check), so that they can log in with the PINs they have; the login
+// then replaces such a hash with its own (see Hasher.NeedsUpgrade). These
+// run in the same workers under the same bound, and every work factor they
+// carry is bounded before anything is computed.
 package password
 
 import (
@@ -46,7 +53,8 @@ const (
 	maxThreads = 16
 )
 
-// ErrMalformedHash: a stored hash is not one this package wrote.
+// ErrMalformedHash: a stored hash is not in a format this package can
+// verify, or its parameters are out of bounds (see Check).
 var ErrMalformedHash = errors.New("malformed password hash")
 
 // Hasher hashes and verifies passwords, at most Concurrency at a time.
@@ -153,14 +161,17 @@ func (h *Hasher) Hash(ctx context.Context, pw string) (string, error) {
 	return resp.Hash, err
 }
 
-// Verify reports whether pw matches encoded. An empty encoded (unknown
-// account) is checked against a dummy hash with the same cost, so that the
-// time a login takes does not tell whether the account exists.
+// Verify reports whether pw matches encoded, in any format that Check
+// accepts. An empty encoded (unknown account) is checked against a dummy
+// hash with the same cost, so that the time a login takes does not tell
+// whether the account exists. (A legacy hash takes its own format's time:
+// that an account was imported and has not logged in since can show, until
+// its first login upgrades it.)
 func (h *Hasher) Verify(ctx context.Context, pw, encoded string) (bool, error) {
 	req := request{Op: opVerify, Password: pw, Hash: encoded}
 	if encoded == "" {
 		req.Hash = h.dummy
-	} else if _, _, _, err := decode(encoded); err != nil {
+	} else if err := Check(encoded); err != nil {
 		// Refused here, before a slot is taken: a worker only ever gets
 		// hashes that this process can read.
 		return false, err
@@ -253,39 +264,48 @@ func hash(pw []byte, p Params) (string, error) {
 		argon2.Version, p.Memory, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
 }
 
+// verify is what a worker does for Verify: parse encoded again (the
+// worker trusts nothing it is sent) and compute its format's hash.
 func verify(pw []byte, encoded string) (bool, error) {
-	p, salt, key, err := decode(encoded)
+	v, err := parse(encoded)
 	if err != nil {
 		return false, err
 	}
-	got := argon2.IDKey(pw, salt, p.Time, p.Memory, p.Threads, uint32(len(key)))
-	return subtle.ConstantTimeCompare(got, key) == 1, nil
+	return v.matches(pw)
 }
 
+func verifyArgon2id(pw []byte, p Params, salt, key []byte) bool {
+	got := argon2.IDKey(pw, salt, p.Time, p.Memory, p.Threads, uint32(len(key)))
+	return subtle.ConstantTimeCompare(got, key) == 1
+}
+
+// decode parses a PHC argon2id string: this package's own format, and the
+// one argon2-cffi (so Django) writes.
 func decode(encoded string) (Params, []byte, []byte, error) {
 	parts := strings.Split(encoded, "$")
 	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" {
-		return Params{}, nil, nil, ErrMalformedHash
+		return Params{}, nil, nil, fmt.Errorf("%w: argon2id: %d fields, want $argon2id$v=19$m=,t=,p=$salt$hash", ErrMalformedHash, len(parts)-1)
 	}
-	var version int
-	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
-		return Params{}, nil, nil, fmt.Errorf("%w: version %q", ErrMalformedHash, parts[2])
+	if parts[2] != fmt.Sprintf("v=%d", argon2.Version) {
+		return Params{}, nil, nil, fmt.Errorf("%w: argon2id: version %q, want v=%d", ErrMalformedHash, parts[2], argon2.Version)
 	}
 	var p Params
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.Memory, &p.Time, &p.Threads); err != nil {
-		return Params{}, nil, nil, fmt.Errorf("%w: parameters: %w", ErrMalformedHash, err)
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.Memory, &p.Time, &p.Threads); err != nil ||
+		fmt.Sprintf("m=%d,t=%d,p=%d", p.Memory, p.Time, p.Threads) != parts[3] {
+		return Params{}, nil, nil, fmt.Errorf("%w: argon2id: parameters %q, want m=<KiB>,t=<passes>,p=<lanes>", ErrMalformedHash, parts[3])
 	}
 	if p.Memory == 0 || p.Memory > maxMemory || p.Time == 0 || p.Time > maxTime || p.Threads == 0 || p.Threads > maxThreads {
-		return Params{}, nil, nil, fmt.Errorf("%w: parameters out of range", ErrMalformedHash)
+		return Params{}, nil, nil, fmt.Errorf("%w: argon2id: parameters %s out of range (m 1..%d KiB, t 1..%d, p 1..%d)",
+			ErrMalformedHash, parts[3], maxMemory, maxTime, maxThreads)
 	}
 	b64 := base64.RawStdEncoding
 	salt, err := b64.DecodeString(parts[4])
 	if err != nil || len(salt) < 8 {
-		return Params{}, nil, nil, fmt.Errorf("%w: salt", ErrMalformedHash)
+		return Params{}, nil, nil, fmt.Errorf("%w: argon2id: salt is not unpadded base64 of at least 8 bytes", ErrMalformedHash)
 	}
 	key, err := b64.DecodeString(parts[5])
 	if err != nil || len(key) < 16 || len(key) > 64 {
-		return Params{}, nil, nil, fmt.Errorf("%w: key", ErrMalformedHash)
+		return Params{}, nil, nil, fmt.Errorf("%w: argon2id: hash is not unpadded base64 of 16 to 64 bytes", ErrMalformedHash)
 	}
 	return p, salt, key, nil
 }
