@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/authsidecar/authsidecar/proxy/internal/gateway"
 	"github.com/authsidecar/authsidecar/proxy/internal/token"
 )
 
@@ -37,10 +38,13 @@ type config struct {
 	SessionCache     bool          `env:"SESSION_CACHE" envDefault:"true"`
 	DrainDelay       time.Duration `env:"DRAIN_DELAY" envDefault:"0s"`
 	GCHeapFloorMiB   int           `env:"GC_HEAP_FLOOR_MIB" envDefault:"32"`
+	PublicRoutes     string        `env:"PUBLIC_ROUTES"`
+	AdminRoutes      string        `env:"ADMIN_ROUTES"`
 
-	upstream    *url.URL      // parsed UpstreamURL
-	logLevel    zapcore.Level // parsed LogLevel
-	signingKeys []token.Key   // read from SigningKeyFile, when set
+	upstream    *url.URL       // parsed UpstreamURL
+	logLevel    zapcore.Level  // parsed LogLevel
+	signingKeys []token.Key    // read from SigningKeyFile, when set
+	rules       *gateway.Rules // compiled PublicRoutes and AdminRoutes
 }
 
 // maxHeapFloorMiB bounds GC_HEAP_FLOOR_MIB: the floor is garbage the
@@ -136,6 +140,16 @@ func (c *config) validate() error {
 	if c.LoginMaxFailures < 1 {
 		return bad("LOGIN_MAX_FAILURES", "must be at least 1")
 	}
+	rules, err := gateway.NewRules(splitList(c.PublicRoutes), splitList(c.AdminRoutes))
+	if err != nil {
+		name := "PUBLIC_ROUTES"
+		var re *gateway.RuleError
+		if errors.As(err, &re) && re.Admin {
+			name = "ADMIN_ROUTES"
+		}
+		return bad(name, "%v", err)
+	}
+	c.rules = rules
 	lvl, err := zapcore.ParseLevel(c.LogLevel)
 	if err != nil || lvl > zapcore.ErrorLevel {
 		return bad("LOG_LEVEL", "%q is not one of debug, info, warn, error", c.LogLevel)
@@ -159,6 +173,18 @@ func (c *config) validate() error {
 		c.signingKeys = keys
 	}
 	return nil
+}
+
+// splitList splits a comma-separated setting, dropping blanks around and
+// between its items.
+func splitList(v string) []string {
+	var items []string
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			items = append(items, item)
+		}
+	}
+	return items
 }
 
 // envError turns env's errors, which name Go fields, into a settingError
