@@ -23,6 +23,8 @@ type database struct {
 	migrate func(context.Context, schema.Direction) ([]schema.Migration, error)
 	status  func(context.Context) ([]schema.Migration, error)
 	close   func()
+	// ping checks that the store answers (a pool connects lazily).
+	ping func(context.Context) error
 
 	// kind and where say which store this is, for the log and the
 	// migrate commands: "PostgreSQL" and host:port/database (no
@@ -51,6 +53,12 @@ func openDatabase(ctx context.Context, cfg config) (*database, error) {
 			},
 			status: func(ctx context.Context) ([]schema.Migration, error) { return postgres.Status(ctx, pool) },
 			close:  pool.Close,
+			ping: func(ctx context.Context) error {
+				if err := pool.Ping(ctx); err != nil {
+					return fmt.Errorf("database: %w", err)
+				}
+				return nil
+			},
 			kind:   "PostgreSQL",
 			where:  net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))) + "/" + c.Database,
 		}, nil
@@ -67,6 +75,7 @@ func openDatabase(ctx context.Context, cfg config) (*database, error) {
 		},
 		status: func(ctx context.Context) ([]schema.Migration, error) { return sqlite.Status(ctx, db) },
 		close:  func() { _ = db.Close() },
+		ping:   db.PingContext,
 		kind:   "SQLite",
 		where:  cfg.dbPath,
 	}, nil
