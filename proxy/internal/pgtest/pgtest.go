@@ -40,7 +40,7 @@ func URL(t testing.TB) string {
 	defer cancel()
 	conn, err := pgx.Connect(ctx, base)
 	if err != nil {
-		t.Fatalf("pgtest: cannot reach PostgreSQL at TEST_DATABASE_URL=%q (start it, or point TEST_DATABASE_URL at one): %v", base, err)
+		t.Fatalf("pgtest: cannot reach PostgreSQL at TEST_DATABASE_URL=%q (start it, or point TEST_DATABASE_URL at one): %v", redacted(base), err)
 	}
 	defer conn.Close(context.Background())
 
@@ -83,4 +83,18 @@ func Pool(t testing.TB) *pgxpool.Pool {
 	}
 	t.Cleanup(pool.Close)
 	return pool
+}
+
+// redacted is raw without its password, for messages: a test log may be a
+// CI log that anyone reads.
+func redacted(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(not a URL)"
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
 }
