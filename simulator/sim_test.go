@@ -34,6 +34,7 @@ type fakeStack struct {
 	// wrong moment would.
 	loseAnswerEvery int
 	writes          int
+	wrote           chan struct{}   // when not nil, sent to after each write (never blocking)
 	lostAnswers     int             // writes kept but not answered
 	unanswered      map[string]bool // keys whose last write was not answered
 	retried200      int             // writes answered 200 after a lost answer for their key
@@ -91,6 +92,12 @@ func (f *fakeStack) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.writes++
 		if f.dropEvery == 0 || f.writes%f.dropEvery != 0 {
 			f.records[device+"/"+rec.Key] = rec.Data
+		}
+		if f.wrote != nil {
+			select {
+			case f.wrote <- struct{}{}:
+			default:
+			}
 		}
 		lose := f.loseAnswerEvery > 0 && f.writes%f.loseAnswerEvery == 0
 		id := device + "/" + rec.Key
@@ -177,11 +184,15 @@ func TestRunRetriesTransient503s(t *testing.T) {
 	}
 }
 
-// TestRunSurvivesARestartOnTheSameAddress stops the server, leaves the port
-// closed (connection refused), and serves again on the same address.
+// TestRunSurvivesARestartOnTheSameAddress stops the server once writes
+// have been acknowledged, leaves the port closed (connection refused), and
+// serves again on the same address. Whenever that happens, during the run
+// or during the final read-back, the simulator must retry through it and
+// lose nothing.
 func TestRunSurvivesARestartOnTheSameAddress(t *testing.T) {
 	t.Parallel()
 	f := newFakeStack()
+	f.wrote = make(chan struct{}, 1)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -192,9 +203,11 @@ func TestRunSurvivesARestartOnTheSameAddress(t *testing.T) {
 
 	restarted := make(chan *http.Server, 1)
 	go func() {
-		time.Sleep(250 * time.Millisecond)
+		for range 6 { // writes answered before the stop
+			<-f.wrote
+		}
 		first.Shutdown(context.Background())
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(300 * time.Millisecond) // a gap for connections to be refused, not a deadline
 		ln2, err := net.Listen("tcp", addr)
 		if err != nil {
 			t.Error(err)
