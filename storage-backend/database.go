@@ -59,8 +59,8 @@ func openDatabase(ctx context.Context, cfg config) (*database, error) {
 				}
 				return nil
 			},
-			kind:   "PostgreSQL",
-			where:  net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))) + "/" + c.Database,
+			kind:  "PostgreSQL",
+			where: net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))) + "/" + c.Database,
 		}, nil
 	}
 	db, err := sqlite.Open(ctx, cfg.dbPath)
