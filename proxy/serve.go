@@ -53,14 +53,43 @@ var defaultLimits = limits{
 
 func newServer(h http.Handler, l limits, log *zap.Logger) *http.Server {
 	return &http.Server{
-		Handler:           h,
+		Handler:           limitHeaders(h, l.MaxHeaderBytes),
 		ReadHeaderTimeout: l.ReadHeader,
 		ReadTimeout:       l.Read,
 		WriteTimeout:      l.Write,
 		IdleTimeout:       l.Idle,
-		MaxHeaderBytes:    l.MaxHeaderBytes,
-		ErrorLog:          zap.NewStdLog(log.Named("http")),
+		// The server's own cut, past which net/http answers 431 in plain
+		// text before any handler runs, is kept well above the limit, so
+		// that limitHeaders answers nearly every oversized request in JSON
+		// like every other error.
+		MaxHeaderBytes: headerCutFactor * l.MaxHeaderBytes,
+		ErrorLog:       zap.NewStdLog(log.Named("http")),
 	}
+}
+
+// headerCutFactor is how far above limits.MaxHeaderBytes the server itself
+// stops reading headers.
+const headerCutFactor = 4
+
+// limitHeaders answers a request whose request line and headers exceed max
+// bytes with 431 and a JSON error body.
+func limitHeaders(h http.Handler, max int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := len(r.Method) + len(r.RequestURI) + len(r.Proto) + len(r.Host)
+		for k, vs := range r.Header {
+			for _, v := range vs {
+				n += len(k) + len(v) + 4 // ": " and CRLF
+			}
+		}
+		if n > max {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Connection", "close")
+			w.WriteHeader(http.StatusRequestHeaderFieldsTooLarge)
+			fmt.Fprintf(w, `{"error":"headers_too_large","message":"the request line and headers are over %d bytes"}`+"\n", max)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // warnIfKeyFileOpen warns when the signing key file can be written by its

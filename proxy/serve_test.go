@@ -47,13 +47,24 @@ func TestServerLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	_, _ = io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("a", 16<<10)+"\r\n\r\n")
+	_, _ = io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("a", 2<<10)+"\r\n\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
-		t.Fatalf("oversized headers: %d, want 431", resp.StatusCode)
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("oversized headers: %d %s, want 431 in JSON", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+
+	// Far past the limit, the server itself cuts the headers off.
+	huge, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer huge.Close()
+	_, _ = io.WriteString(huge, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("a", 64<<10)+"\r\n\r\n")
+	if resp, err := http.ReadResponse(bufio.NewReader(huge), nil); err != nil || resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("headers past the server's cut: %v, %v; want 431", resp, err)
 	}
 }
 
@@ -65,7 +76,7 @@ func TestDefaultLimits(t *testing.T) {
 		t.Fatalf("default limits %+v: every limit must be set and bounded", l)
 	}
 	srv := newServer(http.NotFoundHandler(), l, zap.NewNop())
-	if srv.ReadHeaderTimeout != l.ReadHeader || srv.WriteTimeout != l.Write || srv.IdleTimeout != l.Idle || srv.MaxHeaderBytes != l.MaxHeaderBytes || srv.ReadTimeout != l.Read {
+	if srv.ReadHeaderTimeout != l.ReadHeader || srv.WriteTimeout != l.Write || srv.IdleTimeout != l.Idle || srv.MaxHeaderBytes != headerCutFactor*l.MaxHeaderBytes || srv.ReadTimeout != l.Read {
 		t.Fatalf("newServer does not apply the limits: %+v", srv)
 	}
 }

@@ -88,6 +88,10 @@ func (g *Gateway) register(handle func(pattern string, h http.Handler)) {
 	// here, never something forwarded.
 	r.subtree("/api/auth/", notFound)
 	r.subtree("/api/admin/", notFound)
+	// Without these, the router would redirect /api/auth to /api/auth/
+	// with an HTML body; every error of the proxy is JSON.
+	r.subtree("/api/auth", notFound)
+	r.subtree("/api/admin", notFound)
 	r.subtree("/", g.authenticated)
 }
 

@@ -203,3 +203,16 @@ func TestNewRulesRefusesOwnRoutes(t *testing.T) {
 		t.Fatalf("valid rules refused: %v", err)
 	}
 }
+
+// TestEveryRefusalIsJSON: paths the router would have redirected (with an
+// HTML body) are answered in JSON like every other error.
+func TestEveryRefusalIsJSON(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, p := range []string{"/api/auth", "/api/admin", "/api/auth/nothing", "/x/../y", "/a//b"} {
+		resp := e.send("GET", p, "", "", nil)
+		if resp.StatusCode/100 == 3 || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("GET %s: %d %s", p, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	}
+}
