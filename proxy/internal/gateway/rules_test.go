@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/gateway"
@@ -214,5 +215,19 @@ func TestEveryRefusalIsJSON(t *testing.T) {
 		if resp.StatusCode/100 == 3 || resp.Header.Get("Content-Type") != "application/json" {
 			t.Errorf("GET %s: %d %s", p, resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
+	}
+}
+
+// TestNumericPINSaysToSendAString: a headset app that sends the PIN as a
+// number learns what to fix.
+func TestNumericPINSaysToSendAString(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	resp := e.send("POST", "/api/auth/login", "", `{"deviceId":"VR-1","username":"1111","password":1111}`, http.Header{"Content-Type": {"application/json"}})
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if body := readAll(resp); !strings.Contains(body, "password must be a JSON string") {
+		t.Fatalf("body %s does not say the PIN must be a string", body)
 	}
 }

@@ -11,7 +11,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
 	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
@@ -550,4 +552,30 @@ func TestRefreshInsideTheGraceIsNoReuse(t *testing.T) {
 	f.clock.Advance(defaults.RefreshGrace + time.Second)
 	f.wantRefused(t, first.Token, "superseded after its grace")
 	f.wantOK(t, next.Token)
+}
+
+// TestExpiredTokenLogsSessionExpired: operators look for "session
+// expired" in the log; a token met after its expiry says so, once at info
+// (a client repeating it is logged at debug).
+func TestExpiredTokenLogsSessionExpired(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, withCache(defaults))
+	core, logs := observer.New(zap.DebugLevel)
+	m := session.NewManager(f.store, f.signer, withCache(defaults), f.clock.Now, zap.New(core))
+	iss, err := m.Create(context.Background(), f.bob, session.Client{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(defaults.TTL + time.Second)
+	for range 2 {
+		if _, err := m.Authenticate(context.Background(), iss.Token); !errors.Is(err, auth.ErrInvalidToken) {
+			t.Fatalf("expired token: %v", err)
+		}
+	}
+	if n := logs.FilterMessage("session expired").FilterLevelExact(zap.InfoLevel).Len(); n != 1 {
+		t.Fatalf("%d info lines \"session expired\", want 1: %v", n, logs.All())
+	}
+	if n := logs.FilterMessage("session refused").Len(); n != 0 {
+		t.Fatalf("an expired token logged as %q", "session refused")
+	}
 }
