@@ -10,7 +10,7 @@ LDFLAGS := -X main.version=$(VERSION)
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 export TEST_DATABASE_URL
 
-.PHONY: run run-postgres test build vet fmt bench clean
+.PHONY: run run-postgres restart-proxy test build vet fmt bench clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/proxy ./proxy
@@ -23,6 +23,16 @@ run: build
 # "authsidecar" (created if missing).
 run-postgres: build
 	@DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/authsidecar?sslmode=disable} scripts/run.sh
+
+# While make run (or run-postgres) runs in another terminal: stop the proxy
+# and start it again (from bin/proxy, so after make build a new one), with
+# the storage backend and the sessions left as they are.
+restart-proxy:
+	@if [ -f .run/run.pid ] && kill -0 "$$(cat .run/run.pid)" 2>/dev/null; then \
+		kill -USR1 "$$(cat .run/run.pid)" && echo "restarting the proxy; 'make run' says when it is back"; \
+	else \
+		echo "make run is not running here (no .run/run.pid)" >&2; exit 1; \
+	fi
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 

@@ -14,7 +14,8 @@
 //   - it never retries a 429 or a 5xx: a lockout must be waited out and an
 //     outage may last, and only the caller knows whether waiting is worth it.
 //     Both come back as *APIError (errors.Is with ErrLockedOut,
-//     ErrUnavailable; RetryAfter from the header).
+//     ErrUnavailable; RetryAfter from the header). A refused or reset
+//     connection is not retried either, and matches ErrUnavailable too.
 //
 // A Client is safe for concurrent use. Logins, refreshes and logouts run one
 // at a time, and a goroutine that finds the token already replaced by another
@@ -373,9 +374,9 @@ func (c *Client) expired(st tokenState) bool {
 
 // send makes one request. tok may be empty (login). A 2xx answer is
 // success, whatever the number; its body is decoded into out. Anything else
-// is an *APIError; a transport failure is returned as the *url.Error it is,
-// so that errors.Is(err, syscall.ECONNREFUSED) works for callers that back
-// off.
+// is an *APIError. A transport failure keeps the *url.Error it is, so that
+// errors.Is(err, syscall.ECONNREFUSED) still works; one that means the
+// proxy could not be reached also matches ErrUnavailable (see unreachable).
 func (c *Client) send(ctx context.Context, method, path, tok string, body []byte, out any) (int, error) {
 	var rd io.Reader
 	if body != nil {
@@ -394,6 +395,9 @@ func (c *Client) send(ctx context.Context, method, path, tok string, body []byte
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		if unreachable(err) {
+			return 0, &unreachableError{err: err}
+		}
 		return 0, err
 	}
 	defer resp.Body.Close()

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -46,6 +49,10 @@ type fakeProxy struct {
 	ttl   time.Duration
 
 	loginDelay time.Duration // widens the window in which callers race
+	// loginHeld, when not nil, is sent a value when a login arrives, and
+	// that login is answered only once loginRelease is closed.
+	loginHeld    chan struct{}
+	loginRelease chan struct{}
 
 	mu        sync.Mutex
 	next      int
@@ -123,6 +130,10 @@ func (f *fakeProxy) serve(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/api/auth/login" {
 		if f.loginDelay > 0 {
 			time.Sleep(f.loginDelay)
+		}
+		if f.loginHeld != nil {
+			f.loginHeld <- struct{}{}
+			<-f.loginRelease
 		}
 		if f.loginOverride != nil && f.loginOverride(w, r) {
 			return
@@ -602,22 +613,65 @@ func TestConcurrentCallersShareOneLogin(t *testing.T) {
 	}
 }
 
+// A caller waiting behind another goroutine's login gives up when its own
+// context ends. The login is held until the end of the test, so a caller
+// that waited for it would never return.
 func TestContextEndsWaitForLogin(t *testing.T) {
 	t.Parallel()
 	f, srv := newFakeProxy(t)
-	f.loginDelay = 300 * time.Millisecond
+	f.loginHeld, f.loginRelease = make(chan struct{}), make(chan struct{})
 	c := f.client(srv)
-	go func() { _, _ = c.Login(context.Background()) }()
-	time.Sleep(50 * time.Millisecond) // the login above holds the guard
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	loggedIn := make(chan error, 1)
+	go func() {
+		_, err := c.Login(context.Background())
+		loggedIn <- err
+	}()
+	<-f.loginHeld // the login above holds the guard now
+	ctx, cancel := context.WithDeadline(context.Background(), time.Unix(0, 0))
 	defer cancel()
-	start := time.Now()
 	_, err := c.Session(ctx)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err %v, want the context's deadline", err)
 	}
-	if d := time.Since(start); d > 200*time.Millisecond {
-		t.Fatalf("waited %s behind a slow login despite the context", d)
+	close(f.loginRelease)
+	if err := <-loggedIn; err != nil {
+		t.Fatalf("the held login: %v", err)
+	}
+}
+
+// A proxy that is not there (restarting, say) refuses the connection: that
+// is ErrUnavailable, like a 502 or 503, and still the transport's error.
+func TestRefusedConnectionIsUnavailable(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c := New("http://"+addr, Credentials{DeviceID: "VR-1", Username: "1111", Password: "1111"})
+	_, err = c.Login(context.Background())
+	var ue *url.Error
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, syscall.ECONNREFUSED) || !errors.As(err, &ue) {
+		t.Fatalf("login against a closed port: %v, want ErrUnavailable wrapping the refused connection", err)
+	}
+	if errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrNotFound) {
+		t.Fatalf("%v matches another sentinel too", err)
+	}
+}
+
+// The caller's own deadline is not the proxy's unavailability.
+func TestOwnDeadlineIsNotUnavailable(t *testing.T) {
+	t.Parallel()
+	_, srv := newFakeProxy(t)
+	c := New(srv.URL, Credentials{DeviceID: "VR-1", Username: "1111", Password: "1111"}, WithHTTPClient(srv.Client()))
+	ctx, cancel := context.WithDeadline(context.Background(), time.Unix(0, 0))
+	defer cancel()
+	_, err := c.Login(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err %v, want the context's deadline and not ErrUnavailable", err)
 	}
 }
 

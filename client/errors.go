@@ -1,12 +1,15 @@
 package client
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -24,7 +27,8 @@ var (
 	ErrLockedOut = errors.New("authsidecar: locked out")
 	// ErrNotFound: 404.
 	ErrNotFound = errors.New("authsidecar: not found")
-	// ErrUnavailable: 502, 503 or 504, the proxy, its database or its
+	// ErrUnavailable: 502, 503 or 504, or no answer because the proxy
+	// refused or reset the connection: the proxy, its database or its
 	// upstream is (perhaps briefly) unreachable. The client never retries
 	// these itself: only the caller knows whether waiting is worth it.
 	ErrUnavailable = errors.New("authsidecar: unavailable")
@@ -123,4 +127,29 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		}
 	}
 	return 0
+}
+
+// unreachableError is a request that got no answer because the proxy could
+// not be reached: it matches ErrUnavailable, as docs/headsets.md groups a
+// refused connection with 502 and 503, and unwraps to the transport's
+// *url.Error for callers that look closer.
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string        { return e.err.Error() }
+func (e *unreachableError) Unwrap() error        { return e.err }
+func (e *unreachableError) Is(target error) bool { return target == ErrUnavailable }
+
+// unreachable reports whether a transport error means the proxy is not
+// there (restarting, or its address not served): the connection could not
+// be made, or was refused or reset. The caller's own context ending is not
+// the proxy's fault and does not count.
+func unreachable(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial" && !op.Timeout()
 }

@@ -39,9 +39,9 @@ func TestCleanupCommandDeletesExpiredSessions(t *testing.T) {
 	s.AddUser(device, "1111", "1111", false)
 	live := login(t, s.Proxy, device, "1111", "1111")
 	insertExpired(t, s.DB, device, 1234)
-	out, code := s.Command("", "sessions", "cleanup")
-	if code != 0 || strings.TrimSpace(out) != "deleted 1234 expired session(s)" {
-		t.Fatalf("sessions cleanup: exit %d: %q", code, out)
+	out, stderr, code := s.CommandOutput("", "sessions", "cleanup")
+	if code != 0 || out != "deleted 1234 expired session(s)\n" || !strings.HasPrefix(stderr, "store: PostgreSQL ") {
+		t.Fatalf("sessions cleanup: exit %d: stdout %q, stderr %q", code, out, stderr)
 	}
 	if total, expired := countSessions(t, s.DB); total != 1 || expired != 0 {
 		t.Fatalf("after cleanup: %d sessions, %d expired; want the 1 live one", total, expired)

@@ -98,8 +98,12 @@ func TestEmbeddedCleanup(t *testing.T) {
 	// yields the CPU to everything else on a busy machine.
 	last := login(t, s.Proxy, device, "1111", "1111")
 	time.Sleep(time.Until(last.ExpiresAt) + 100*time.Millisecond)
-	out, code := s.Command("", "sessions", "cleanup")
-	if code != 0 || strings.TrimSpace(out) != "deleted 2 expired session(s)" {
-		t.Fatalf("cleanup: exit %d: %q", code, out)
+	out, stderr, code := s.CommandOutput("", "sessions", "cleanup")
+	if code != 0 || out != "deleted 2 expired session(s)\n" {
+		t.Fatalf("cleanup: exit %d: stdout %q, stderr %q", code, out, stderr)
+	}
+	// The command says which store it opened: the server's.
+	if want := "store: SQLite " + filepath.Join(s.DataDir, "proxy.db") + "\n"; stderr != want {
+		t.Fatalf("cleanup: stderr %q, want %q", stderr, want)
 	}
 }

@@ -266,6 +266,14 @@ func (s *stack) AddUser(device, username, password string, admin bool) {
 // returns its combined output and exit code.
 func (s *stack) Command(stdin string, args ...string) (string, int) {
 	s.t.Helper()
+	stdout, stderr, code := s.CommandOutput(stdin, args...)
+	return stdout + stderr, code
+}
+
+// CommandOutput runs a proxy operator command like Command, with its
+// stdout and stderr apart.
+func (s *stack) CommandOutput(stdin string, args ...string) (stdout, stderr string, code int) {
+	s.t.Helper()
 	cmd := exec.Command(proxyBin, args...)
 	if s.DB != "" {
 		cmd.Env = env(map[string]string{"DATABASE_URL": s.DB})
@@ -273,13 +281,14 @@ func (s *stack) Command(stdin string, args ...string) (string, int) {
 		cmd.Env = env(map[string]string{"DATA_DIR": s.DataDir})
 	}
 	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
 		if _, ok := err.(*exec.ExitError); !ok {
 			s.t.Fatalf("proxy %v: %v", args, err)
 		}
 	}
-	return string(out), cmd.ProcessState.ExitCode()
+	return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
 }
 
 // response is a decoded HTTP answer.

@@ -27,9 +27,11 @@ func works(t *testing.T, p *process, tok string) bool {
 	return false
 }
 
+// The grace is long enough that the checks inside it are done well within
+// it even on a busy machine; the check after it only waits longer.
 func TestRefreshWithGrace(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, map[string]string{"REFRESH_GRACE": "2s"})
+	s := newStack(t, map[string]string{"REFRESH_GRACE": "5s"})
 	s.AddUser(device, "1111", "1111", false)
 	old := login(t, s.Proxy, device, "1111", "1111")
 	r := refresh(t, s.Proxy, old.Token)
@@ -47,7 +49,7 @@ func TestRefreshWithGrace(t *testing.T) {
 	if !works(t, s.Proxy, old.Token) {
 		t.Fatal("old token refused inside the grace period")
 	}
-	time.Sleep(2500 * time.Millisecond)
+	time.Sleep(5500 * time.Millisecond)
 	if works(t, s.Proxy, old.Token) {
 		t.Fatal("old token still works after the grace period")
 	}
@@ -147,20 +149,25 @@ func TestLogoutOnOneReplicaIsRefusedOnAnother(t *testing.T) {
 	}
 }
 
+// The refresh comes 3 s after the login: uncapped, it would give the
+// session TOKEN_TTL (6 s) from then, 2 s past SESSION_MAX_AGE (7 s), which
+// the check below tells apart even with expiresAt in whole seconds. The
+// sleep never ends early, and the token lasts 3 s more, for a busy
+// machine to be late.
 func TestSessionMaxAgeCapsRefresh(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, map[string]string{"TOKEN_TTL": "3s", "SESSION_MAX_AGE": "4s"})
+	s := newStack(t, map[string]string{"TOKEN_TTL": "6s", "SESSION_MAX_AGE": "7s"})
 	s.AddUser(device, "1111", "1111", false)
 	lb := login(t, s.Proxy, device, "1111", "1111")
-	loginAt := lb.ExpiresAt.Add(-3 * time.Second)
-	time.Sleep(2 * time.Second)
+	loginAt := lb.ExpiresAt.Add(-6 * time.Second)
+	time.Sleep(3 * time.Second)
 	r := refresh(t, s.Proxy, lb.Token)
 	if r.Status != http.StatusOK {
 		t.Fatalf("refresh: %d %s", r.Status, r.Body)
 	}
 	var fresh loginBody
 	r.JSON(t, &fresh)
-	if limit := loginAt.Add(4 * time.Second); fresh.ExpiresAt.After(limit.Add(time.Second)) {
+	if limit := loginAt.Add(7 * time.Second); fresh.ExpiresAt.After(limit.Add(time.Second)) {
 		t.Fatalf("refresh extended the session to %s, past SESSION_MAX_AGE (%s)", fresh.ExpiresAt, limit)
 	}
 	time.Sleep(time.Until(fresh.ExpiresAt) + 200*time.Millisecond)

@@ -125,10 +125,15 @@ func validateExchanges(list []exchange) (string, error) {
 			// proxy's 405, its 401 before forwarding, the backend's 405)
 			// must refuse it with the error body.
 			wrongVerb++
-			if e.status < 400 {
+			switch {
+			case e.status < 400:
 				fail(e, "a method the document does not describe on a documented path succeeded", nil)
-			} else if err := validateJSON(errorSchema, e.header, e.body); err != nil {
-				fail(e, "error answer is not the Error body", err)
+			case e.status == http.StatusMethodNotAllowed && e.header.Get("Allow") == "":
+				fail(e, "405 without the Allow header of MethodNotAllowed", nil)
+			default:
+				if err := validateJSON(errorSchema, e.header, e.body); err != nil {
+					fail(e, "error answer is not the Error body", err)
+				}
 			}
 			continue
 		case err != nil:

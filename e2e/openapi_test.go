@@ -118,7 +118,8 @@ func TestOpenAPIRoutes(t *testing.T) {
 	}
 }
 
-// proxyRoutes reads the gateway's g.route(path, http.MethodX, …) calls. A
+// proxyRoutes reads the gateway's route(path, http.MethodX, …) and
+// anyMethod(path, …) calls. A
 // g.mux.Handle of an exact path would bypass route() and is an error; the
 // subtree patterns ("/api/auth/", "/") are its catch-alls: 404s and the
 // forwarding.
@@ -137,6 +138,16 @@ func proxyRoutes(t *testing.T) map[string]bool {
 				return
 			}
 			routes[method+" "+path] = true
+		case "anyMethod":
+			path, ok := stringLit(call.Args[0])
+			if !ok {
+				t.Errorf("%s: anyMethod with a path that is not a literal", fset.Position(call.Pos()))
+				return
+			}
+			// Served for every method; the document lists the usual ones.
+			for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} {
+				routes[m+" "+path] = true
+			}
 		case "Handle", "HandleFunc":
 			// route() itself calls g.mux.Handle(path, …) with a variable.
 			if p, ok := stringLit(call.Args[0]); ok && !strings.HasSuffix(p, "/") {

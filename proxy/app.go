@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -110,6 +112,7 @@ func (a *app) openStore(ctx context.Context, wait time.Duration) error {
 		}
 	}
 	a.store = postgres.NewStore(a.pool)
+	log.Info("store: PostgreSQL", zap.String("database", a.storeWhere()))
 	mig, err := postgres.NewMigrator(ctx, a.pool)
 	if err != nil {
 		a.close()
@@ -117,6 +120,23 @@ func (a *app) openStore(ctx context.Context, wait time.Duration) error {
 	}
 	a.migrator = mig
 	return nil
+}
+
+// storeName says which store is open, for a person: "SQLite" and the
+// file's path, or "PostgreSQL" and host:port/database (never the
+// password).
+func (a *app) storeName() string {
+	if a.embedded != nil {
+		return "SQLite " + a.embedded.Path()
+	}
+	return "PostgreSQL " + a.storeWhere()
+}
+
+// storeWhere is the PostgreSQL server and database, without user or
+// password.
+func (a *app) storeWhere() string {
+	c := a.pool.Config().ConnConfig
+	return net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))) + "/" + c.Database
 }
 
 func (a *app) close() {

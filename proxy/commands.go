@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -19,9 +17,17 @@ import (
 
 // openForCommand opens the app for an operator command: it logs only
 // warnings (the command's own output goes to stdout) and does not wait long
-// for a database that is down.
+// for a database that is down. It says on stderr which store it opened: a
+// command run without the settings of the server it is meant for (another
+// DATA_DIR, no DATABASE_URL) would otherwise work on an empty store of its
+// own without a word.
 func openForCommand(ctx context.Context, cfg config, stderr io.Writer) (*app, error) {
-	return openApp(ctx, cfg, newLogger(max(cfg.logLevel, zapcore.WarnLevel), stderr), nil, 0)
+	a, err := openApp(ctx, cfg, newLogger(max(cfg.logLevel, zapcore.WarnLevel), stderr), nil, 0)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(stderr, "store: %s\n", a.storeName())
+	return a, nil
 }
 
 func migrateCmd(ctx context.Context, cfg config, args []string, _ io.Reader, stdout, stderr io.Writer) error {
@@ -80,11 +86,15 @@ type accountFlags struct {
 	admin                bool
 }
 
-func parseFlags(name string, args []string, stderr io.Writer, define func(fs *flag.FlagSet, f *accountFlags)) (accountFlags, error) {
+// parseFlags parses the flags of the subcommand name ("user add"), as its
+// help topic defines them.
+func parseFlags(name string, args []string) (accountFlags, error) {
 	var f accountFlags
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	define(fs, &f)
+	if define := helpTopics[name].flags; define != nil {
+		define(fs, &f)
+	}
 	if err := fs.Parse(args); err != nil {
 		return f, usagef("%s: %v", name, err)
 	}
@@ -95,8 +105,8 @@ func parseFlags(name string, args []string, stderr io.Writer, define func(fs *fl
 }
 
 func deviceAndUser(fs *flag.FlagSet, f *accountFlags) {
-	fs.StringVar(&f.device, "device", "", "device id")
-	fs.StringVar(&f.username, "username", "", "username")
+	fs.StringVar(&f.device, "device", "", "the device: its `ID`, e.g. VR-DEVICE-002")
+	fs.StringVar(&f.username, "username", "", "the user's `NAME` on that device")
 }
 
 func requireAccount(cmd string, f accountFlags) error {
@@ -104,20 +114,6 @@ func requireAccount(cmd string, f accountFlags) error {
 		return usagef("%s needs --device ID and --username NAME", cmd)
 	}
 	return nil
-}
-
-// readPassword reads the first line of stdin: a password never appears as
-// an argument, where ps and shell history would show it.
-func readPassword(stdin io.Reader) (string, error) {
-	line, err := bufio.NewReader(stdin).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("read password from stdin: %w", err)
-	}
-	pw := strings.TrimRight(line, "\r\n")
-	if pw == "" {
-		return "", usagef("the password is read from the first line of stdin, which is empty")
-	}
-	return pw, nil
 }
 
 func userCmd(ctx context.Context, cfg config, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -128,32 +124,23 @@ func userCmd(ctx context.Context, cfg config, args []string, stdin io.Reader, st
 	var f accountFlags
 	var err error
 	switch sub {
-	case "add":
-		f, err = parseFlags("user add", args, stderr, func(fs *flag.FlagSet, f *accountFlags) {
-			deviceAndUser(fs, f)
-			fs.BoolVar(&f.admin, "admin", false, "admin user")
-		})
-		if err == nil {
-			err = requireAccount("user add", f)
-		}
-	case "passwd", "remove", "unlock":
-		f, err = parseFlags("user "+sub, args, stderr, deviceAndUser)
+	case "add", "passwd", "remove", "unlock":
+		f, err = parseFlags("user "+sub, args)
 		if err == nil {
 			err = requireAccount("user "+sub, f)
 		}
 	case "list":
-		f, err = parseFlags("user list", args, stderr, func(fs *flag.FlagSet, f *accountFlags) {
-			fs.StringVar(&f.device, "device", "", "device id")
-		})
+		f, err = parseFlags("user list", args)
 	default:
-		return usagef("unknown command user %s", sub)
+		return usagef("unknown command user %s (proxy user --help lists them)", sub)
 	}
 	if err != nil {
 		return err
 	}
 	var pw string
 	if sub == "add" || sub == "passwd" {
-		if pw, err = readPassword(stdin); err != nil {
+		prompt := fmt.Sprintf("Password for %s on %s: ", f.username, f.device)
+		if pw, err = readPassword(ctx, stdin, stderr, prompt); err != nil {
 			return err
 		}
 	}
@@ -193,6 +180,12 @@ func userCmd(ctx context.Context, cfg config, args []string, stdin io.Reader, st
 		}
 		fmt.Fprintf(stdout, "removed user %s from device %s; %d session(s) revoked\n", f.username, f.device, n)
 	case "unlock":
+		// Unlock of an account that does not exist would succeed (there is
+		// nothing to unlock) and hide a typo in the name; the other
+		// commands on one user say "no user" too.
+		if _, _, err := a.store.UserCredentials(ctx, f.device, f.username); err != nil {
+			return notFoundUser(err, f)
+		}
 		if err := ids.Unlock(ctx, f.device, f.username); err != nil {
 			return err
 		}
@@ -227,22 +220,15 @@ func sessionsCmd(ctx context.Context, cfg config, args []string, _ io.Reader, st
 	var f accountFlags
 	var err error
 	switch sub {
-	case "list":
-		f, err = parseFlags("sessions list", args, stderr, func(fs *flag.FlagSet, f *accountFlags) {
-			fs.StringVar(&f.device, "device", "", "device id")
-		})
+	case "list", "cleanup":
+		f, err = parseFlags("sessions "+sub, args)
 	case "revoke":
-		f, err = parseFlags("sessions revoke", args, stderr, func(fs *flag.FlagSet, f *accountFlags) {
-			deviceAndUser(fs, f)
-			fs.StringVar(&f.id, "id", "", "session id")
-		})
+		f, err = parseFlags("sessions revoke", args)
 		if err == nil && ((f.id == "") == (f.device == "") || (f.id != "" && f.username != "")) {
 			err = usagef("usage: proxy sessions revoke (--id SESSION_ID | --device ID [--username NAME])")
 		}
-	case "cleanup":
-		f, err = parseFlags("sessions cleanup", args, stderr, func(*flag.FlagSet, *accountFlags) {})
 	default:
-		return usagef("unknown command sessions %s", sub)
+		return usagef("unknown command sessions %s (proxy sessions --help lists them)", sub)
 	}
 	if err != nil {
 		return err

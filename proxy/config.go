@@ -15,32 +15,37 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/authsidecar/authsidecar/proxy/internal/gateway"
 	"github.com/authsidecar/authsidecar/proxy/internal/token"
 )
 
 // config is every setting of the proxy, read once from the environment.
 type config struct {
-	ListenAddr       string        `env:"LISTEN_ADDR" envDefault:":8080"`
-	UpstreamURL      string        `env:"UPSTREAM_URL" envDefault:"http://127.0.0.1:9000"`
-	DatabaseURL      string        `env:"DATABASE_URL"`
-	TokenTTL         time.Duration `env:"TOKEN_TTL" envDefault:"24h"`
-	SessionMaxAge    time.Duration `env:"SESSION_MAX_AGE" envDefault:"168h"`
-	RefreshGrace     time.Duration `env:"REFRESH_GRACE" envDefault:"10s"`
-	SigningKeyFile   string        `env:"SIGNING_KEY_FILE"`
-	LoginMaxFailures int           `env:"LOGIN_MAX_FAILURES" envDefault:"5"`
-	LoginLockout     time.Duration `env:"LOGIN_LOCKOUT" envDefault:"1m"`
-	AutoMigrate      bool          `env:"AUTO_MIGRATE" envDefault:"true"`
-	CleanupInterval  time.Duration `env:"CLEANUP_INTERVAL" envDefault:"10m"`
-	LogLevel         string        `env:"LOG_LEVEL" envDefault:"info"`
-	MetricsAddr      string        `env:"METRICS_ADDR" envDefault:":9090"`
-	DataDir          string        `env:"DATA_DIR" envDefault:"./data"`
-	SessionCache     bool          `env:"SESSION_CACHE" envDefault:"true"`
-	DrainDelay       time.Duration `env:"DRAIN_DELAY" envDefault:"0s"`
-	GCHeapFloorMiB   int           `env:"GC_HEAP_FLOOR_MIB" envDefault:"32"`
+	// The help tags are what proxy --help says of each setting.
+	ListenAddr       string        `env:"LISTEN_ADDR" envDefault:":8080" help:"where headsets and clients connect"`
+	UpstreamURL      string        `env:"UPSTREAM_URL" envDefault:"http://127.0.0.1:9000" help:"the backend authenticated requests go to"`
+	DatabaseURL      string        `env:"DATABASE_URL" help:"postgres://…: users, devices, sessions; unset: the embedded store in DATA_DIR"`
+	TokenTTL         time.Duration `env:"TOKEN_TTL" envDefault:"24h" help:"lifetime of a session from login or its last refresh"`
+	SessionMaxAge    time.Duration `env:"SESSION_MAX_AGE" envDefault:"168h" help:"no refresh extends a session past this age from login"`
+	RefreshGrace     time.Duration `env:"REFRESH_GRACE" envDefault:"10s" help:"how long the token replaced by a refresh still works"`
+	SigningKeyFile   string        `env:"SIGNING_KEY_FILE" help:"PEM file of Ed25519 keys, the first signs; unset: a key generated once and kept in the store"`
+	LoginMaxFailures int           `env:"LOGIN_MAX_FAILURES" envDefault:"5" help:"consecutive wrong passwords before an account is locked"`
+	LoginLockout     time.Duration `env:"LOGIN_LOCKOUT" envDefault:"1m" help:"first lockout (at most 1h); each further one doubles, up to 1h"`
+	AutoMigrate      bool          `env:"AUTO_MIGRATE" envDefault:"true" help:"apply pending migrations at start"`
+	CleanupInterval  time.Duration `env:"CLEANUP_INTERVAL" envDefault:"10m" help:"how often expired sessions are deleted"`
+	LogLevel         string        `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
+	MetricsAddr      string        `env:"METRICS_ADDR" envDefault:":9090" help:"Prometheus /metrics, on its own port; empty turns it off"`
+	DataDir          string        `env:"DATA_DIR" envDefault:"./data" help:"where the embedded store lives when DATABASE_URL is unset"`
+	SessionCache     bool          `env:"SESSION_CACHE" envDefault:"true" help:"cache verified tokens and live sessions; false checks every request in the store"`
+	DrainDelay       time.Duration `env:"DRAIN_DELAY" envDefault:"0s" help:"after SIGTERM, keep serving this long with /readyz at 503 before draining"`
+	GCHeapFloorMiB   int           `env:"GC_HEAP_FLOOR_MIB" envDefault:"32" help:"heap the garbage collector lets grow before collecting, in MiB (0 to 1024; 0: off)"`
+	PublicRoutes     string        `env:"PUBLIC_ROUTES" help:"ServeMux patterns ([METHOD ]/path, comma-separated) forwarded without a token"`
+	AdminRoutes      string        `env:"ADMIN_ROUTES" help:"ServeMux patterns forwarded for admin sessions only"`
 
-	upstream    *url.URL      // parsed UpstreamURL
-	logLevel    zapcore.Level // parsed LogLevel
-	signingKeys []token.Key   // read from SigningKeyFile, when set
+	upstream    *url.URL       // parsed UpstreamURL
+	logLevel    zapcore.Level  // parsed LogLevel
+	signingKeys []token.Key    // read from SigningKeyFile, when set
+	rules       *gateway.Rules // compiled PublicRoutes and AdminRoutes
 }
 
 // maxHeapFloorMiB bounds GC_HEAP_FLOOR_MIB: the floor is garbage the
@@ -136,6 +141,16 @@ func (c *config) validate() error {
 	if c.LoginMaxFailures < 1 {
 		return bad("LOGIN_MAX_FAILURES", "must be at least 1")
 	}
+	rules, err := gateway.NewRules(splitList(c.PublicRoutes), splitList(c.AdminRoutes))
+	if err != nil {
+		name := "PUBLIC_ROUTES"
+		var re *gateway.RuleError
+		if errors.As(err, &re) && re.Admin {
+			name = "ADMIN_ROUTES"
+		}
+		return bad(name, "%v", err)
+	}
+	c.rules = rules
 	lvl, err := zapcore.ParseLevel(c.LogLevel)
 	if err != nil || lvl > zapcore.ErrorLevel {
 		return bad("LOG_LEVEL", "%q is not one of debug, info, warn, error", c.LogLevel)
@@ -159,6 +174,18 @@ func (c *config) validate() error {
 		c.signingKeys = keys
 	}
 	return nil
+}
+
+// splitList splits a comma-separated setting, dropping blanks around and
+// between its items.
+func splitList(v string) []string {
+	var items []string
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			items = append(items, item)
+		}
+	}
+	return items
 }
 
 // envError turns env's errors, which name Go fields, into a settingError

@@ -47,31 +47,22 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
-const usage = `usage:
-  proxy [serve]
-  proxy migrate [up|down|status]
-  proxy user add --device ID --username NAME [--admin]   (password: first line of stdin)
-  proxy user passwd --device ID --username NAME          (password: first line of stdin)
-  proxy user remove --device ID --username NAME
-  proxy user list [--device ID]
-  proxy user unlock --device ID --username NAME
-  proxy sessions list [--device ID]
-  proxy sessions revoke (--id SESSION_ID | --device ID [--username NAME])
-  proxy sessions cleanup
-  proxy version
-  proxy hash-worker   (internal: started by serve to hash passwords)`
-
 // run is the whole program, with its inputs and outputs passed in so that
 // tests can drive it.
 func run(ctx context.Context, args []string, environ map[string]string, stdin io.Reader, stdout, stderr io.Writer) int {
+	// Help needs no settings and opens nothing: it works in any environment.
+	if wantsHelp(args) || (len(args) > 0 && args[0] == "help") {
+		if err := printHelp(stdout, args); err != nil {
+			fmt.Fprintf(stderr, "proxy: %v\n", err)
+			return exitUsage
+		}
+		return exitOK
+	}
 	cmd := "serve"
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
-	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, usage)
-		return exitOK
 	case "version", "--version":
 		fmt.Fprintln(stdout, version)
 		return exitOK

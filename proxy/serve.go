@@ -144,6 +144,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 		Login:    login.New(ids, sessions, m, log),
 		JWKS:     signer.JWKS(),
 		Ready:    a.ready,
+		Rules:    cfg.rules,
 		Metrics:  m,
 		Log:      log,
 	})

@@ -36,9 +36,10 @@ func TestServerLimits(t *testing.T) {
 	}
 	defer stalled.Close()
 	_, _ = io.WriteString(stalled, "GET / HTTP/1.1\r\nHost: x\r\n") // and never the end of the headers
-	_ = stalled.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := stalled.Read(make([]byte, 1)); err == nil || isTimeout(err) {
-		t.Fatalf("a stalled connection was not closed by the server: %v", err)
+	// No deadline of our own: the read ends when the server closes the
+	// connection (a server that never did would hang the test, and fail it).
+	if _, err := stalled.Read(make([]byte, 1)); err == nil {
+		t.Fatal("a stalled connection got an answer instead of being closed by the server")
 	}
 
 	conn, err := net.Dial("tcp", ln.Addr().String())
@@ -54,11 +55,6 @@ func TestServerLimits(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("oversized headers: %d, want 431", resp.StatusCode)
 	}
-}
-
-func isTimeout(err error) bool {
-	ne, ok := err.(net.Error)
-	return ok && ne.Timeout()
 }
 
 func TestDefaultLimits(t *testing.T) {

@@ -7,6 +7,7 @@
 set -euo pipefail
 
 url=${1:?usage: scripts/postgres.sh postgres://user@host:port/db}
+source "$(dirname "$0")/lib.sh"
 
 answers() { psql "$url" -XAtqc 'SELECT 1' >/dev/null 2>&1; }
 
@@ -40,6 +41,6 @@ if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ] && [ -n "$
   answers && exit 0
 fi
 
-echo "error: PostgreSQL does not answer at $url." >&2
+echo "error: PostgreSQL does not answer at $(redact_url "$url")." >&2
 echo "  Start a server (Debian: apt-get install postgresql; pg_ctlcluster 15 main start) or point the URL at one." >&2
 exit 1

@@ -103,7 +103,7 @@ type Summary struct {
 	Interrupted int64 `json:"interrupted"`
 
 	WritesAcknowledged int64    `json:"writesAcknowledged"` // 2xx to POST /api/storage
-	WritesReplaced     int64    `json:"writesReplaced"`     // of which 200 (a retried write that had landed)
+	WritesReplaced     int64    `json:"writesReplaced"`     // of which 200 on a retry after a lost answer (the first attempt had landed)
 	ReadsOK            int64    `json:"readsOK"`            // read right after the write, same data
 	WritesReadBackOK   int64    `json:"writesReadBackOK"`   // final read-back, same data
 	WritesLost         int64    `json:"writesLost"`         // final read-back: missing or different
@@ -289,7 +289,7 @@ func (h *headset) write(ctx context.Context, deadline time.Time) {
 		key := fmt.Sprintf("%s-%d", h.h.DeviceID, seq)
 		rec := record{Device: h.h.DeviceID, Seq: seq, Nonce: h.nonce}
 		var created bool
-		err := h.retry(ctx, deadline, func(ctx context.Context) error {
+		answerLost, err := h.retry(ctx, deadline, func(ctx context.Context) error {
 			var err error
 			_, created, err = h.c.Put(ctx, key, rec, meta)
 			return err
@@ -304,12 +304,17 @@ func (h *headset) write(ctx context.Context, deadline time.Time) {
 		// lost.
 		h.acked = append(h.acked, ackedWrite{key, rec})
 		h.s.acked.Add(1)
-		if !created {
+		// A 200 replaced a record. After a lost answer, that record is
+		// most likely this very write's first attempt, which had landed:
+		// what the counter is for. A 200 on a first attempt replaced a
+		// record an earlier run left under the same key, and says nothing
+		// about this run.
+		if !created && answerLost {
 			h.s.replaced.Add(1)
 		}
 
 		var got record
-		err = h.retry(ctx, deadline, func(ctx context.Context) error {
+		_, err = h.retry(ctx, deadline, func(ctx context.Context) error {
 			got = record{}
 			_, err := h.c.Get(ctx, key, &got)
 			return err
@@ -361,7 +366,7 @@ func (h *headset) failed(ctx context.Context, deadline time.Time, err error) (st
 func (h *headset) verify(ctx context.Context, deadline time.Time) {
 	for _, w := range h.acked {
 		var got record
-		err := h.retry(ctx, deadline, func(ctx context.Context) error {
+		_, err := h.retry(ctx, deadline, func(ctx context.Context) error {
 			got = record{}
 			_, err := h.c.Get(ctx, w.key, &got)
 			return err
@@ -384,36 +389,51 @@ func (h *headset) verify(ctx context.Context, deadline time.Time) {
 // Transient errors (the proxy restarting: connection refused or reset, 502,
 // 503, a timeout) are retried with a doubling backoff; writing the same key
 // with the same data again is harmless, so a write whose answer was lost
-// may be repeated.
-func (h *headset) retry(ctx context.Context, deadline time.Time, op func(context.Context) error) error {
+// may be repeated. answerLost says whether an earlier attempt may have
+// reached the backend without its answer coming back (see answerLost).
+func (h *headset) retry(ctx context.Context, deadline time.Time, op func(context.Context) error) (lost bool, err error) {
 	backoff := h.cfg.BackoffMin
 	for {
 		opCtx, cancel := context.WithTimeout(ctx, h.cfg.RequestTimeout)
 		err := op(opCtx)
 		cancel()
 		if err == nil {
-			return nil
+			return lost, nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("%w: %w", errInterrupted, err)
+			return lost, fmt.Errorf("%w: %w", errInterrupted, err)
 		}
 		kind, ok := transient(err)
 		if !ok {
-			return err
+			return lost, err
 		}
+		lost = lost || answerLost(err)
 		wait := backoff
 		if d, ok := client.RetryAfter(err); ok && d > wait {
 			wait = min(d, h.cfg.BackoffMax)
 		}
 		if !time.Now().Add(wait).Before(deadline) {
-			return fmt.Errorf("%w: %w", errInterrupted, err)
+			return lost, fmt.Errorf("%w: %w", errInterrupted, err)
 		}
 		h.s.retry(kind)
 		if !sleepUntil(ctx, time.Now().Add(wait), deadline) {
-			return fmt.Errorf("%w: %w", errInterrupted, err)
+			return lost, fmt.Errorf("%w: %w", errInterrupted, err)
 		}
 		backoff = min(backoff*2, h.cfg.BackoffMax)
 	}
+}
+
+// answerLost reports whether a transient error may have hidden an answer:
+// the request may have reached the backend and done its work. A refused
+// connection sent nothing, and a 503 from the proxy forwarded nothing; a
+// timeout, a reset or closed connection, a 502 or a 504 may have come after
+// the backend had acted.
+func answerLost(err error) bool {
+	var ae *client.APIError
+	if errors.As(err, &ae) {
+		return ae.Status != http.StatusServiceUnavailable
+	}
+	return !errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // transient says whether err is worth retrying and names its kind.

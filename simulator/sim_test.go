@@ -29,11 +29,20 @@ type fakeStack struct {
 	fail503   atomic.Int64 // answer 503 to every n-th storage request (0: never)
 	storeReqs atomic.Int64
 	dropEvery int // acknowledge but do not keep every n-th write (0: never)
-	writes    int
+	// loseAnswerEvery keeps every n-th write and then closes the
+	// connection without an answer (0: never), as a proxy killed at the
+	// wrong moment would.
+	loseAnswerEvery int
+	writes          int
+	wrote           chan struct{}   // when not nil, sent to after each write (never blocking)
+	lostAnswers     int             // writes kept but not answered
+	unanswered      map[string]bool // keys whose last write was not answered
+	retried200      int             // writes answered 200 after a lost answer for their key
+	answered200     int             // writes answered 200: the key existed
 }
 
 func newFakeStack() *fakeStack {
-	return &fakeStack{records: map[string]json.RawMessage{}, tokens: map[string]string{}}
+	return &fakeStack{records: map[string]json.RawMessage{}, tokens: map[string]string{}, unanswered: map[string]bool{}}
 }
 
 func errJSON(w http.ResponseWriter, status int, code string) {
@@ -84,7 +93,35 @@ func (f *fakeStack) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if f.dropEvery == 0 || f.writes%f.dropEvery != 0 {
 			f.records[device+"/"+rec.Key] = rec.Data
 		}
+		if f.wrote != nil {
+			select {
+			case f.wrote <- struct{}{}:
+			default:
+			}
+		}
+		lose := f.loseAnswerEvery > 0 && f.writes%f.loseAnswerEvery == 0
+		id := device + "/" + rec.Key
+		switch {
+		case lose:
+			f.lostAnswers++
+			f.unanswered[id] = true
+		case existed:
+			f.answered200++
+			if f.unanswered[id] {
+				f.retried200++
+			}
+		}
+		if !lose {
+			delete(f.unanswered, id)
+		}
 		f.mu.Unlock()
+		if lose {
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				_ = conn.Close()
+			}
+			return
+		}
 		status := 201
 		if existed {
 			status = 200
@@ -147,11 +184,15 @@ func TestRunRetriesTransient503s(t *testing.T) {
 	}
 }
 
-// TestRunSurvivesARestartOnTheSameAddress stops the server, leaves the port
-// closed (connection refused), and serves again on the same address.
+// TestRunSurvivesARestartOnTheSameAddress stops the server once writes
+// have been acknowledged, leaves the port closed (connection refused), and
+// serves again on the same address. Whenever that happens, during the run
+// or during the final read-back, the simulator must retry through it and
+// lose nothing.
 func TestRunSurvivesARestartOnTheSameAddress(t *testing.T) {
 	t.Parallel()
 	f := newFakeStack()
+	f.wrote = make(chan struct{}, 1)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -162,9 +203,11 @@ func TestRunSurvivesARestartOnTheSameAddress(t *testing.T) {
 
 	restarted := make(chan *http.Server, 1)
 	go func() {
-		time.Sleep(250 * time.Millisecond)
+		for range 6 { // writes answered before the stop
+			<-f.wrote
+		}
 		first.Shutdown(context.Background())
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(300 * time.Millisecond) // a gap for connections to be refused, not a deadline
 		ln2, err := net.Listen("tcp", addr)
 		if err != nil {
 			t.Error(err)
@@ -205,6 +248,48 @@ func TestRunCountsLostWrites(t *testing.T) {
 	}
 	if sum.WritesLost+sum.WritesReadBackOK != sum.WritesAcknowledged {
 		t.Fatalf("lost %d + ok %d != acknowledged %d", sum.WritesLost, sum.WritesReadBackOK, sum.WritesAcknowledged)
+	}
+}
+
+// replaced counts the writes whose first answer was lost and whose retry
+// found the first attempt landed (200); a second run under the same device
+// prefix, whose writes all meet keys of the first, replaces nothing of its
+// own.
+func TestReplacedCountsOnlyRetriesAfterALostAnswer(t *testing.T) {
+	t.Parallel()
+	f := newFakeStack()
+	f.loseAnswerEvery = 4
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	hs := numbered("SIM", "1111", "pw", 2)
+	first, err := Run(context.Background(), quickConfig(srv.URL, hs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	lost, retried := f.lostAnswers, int64(f.retried200)
+	f.loseAnswerEvery, f.answered200 = 0, 0
+	f.mu.Unlock()
+	if !first.Passed || lost == 0 || first.RetriesByKind["eof"] == 0 {
+		t.Fatalf("first run: %+v (%d answers lost): want lost answers retried and a pass", first, lost)
+	}
+	if first.WritesReplaced == 0 || first.WritesReplaced != retried {
+		t.Fatalf("first run: %d replaced, want the %d writes answered 200 on a retry after a lost answer",
+			first.WritesReplaced, retried)
+	}
+
+	second, err := Run(context.Background(), quickConfig(srv.URL, hs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	met := f.answered200
+	f.mu.Unlock()
+	if !second.Passed || met == 0 {
+		t.Fatalf("second run: %+v, %d writes met a key of the first run: want some", second, met)
+	}
+	if second.WritesReplaced != 0 {
+		t.Fatalf("second run: %d replaced with no answer lost, want 0", second.WritesReplaced)
 	}
 }
 

@@ -22,17 +22,18 @@ import (
 const defaultConnectTimeout = 10 * time.Second
 
 // config holds every setting, read once from the environment in main.
+// The help tags are what storage-backend --help says of each.
 type config struct {
-	ListenAddr  string `env:"LISTEN_ADDR" envDefault:"127.0.0.1:9000"`
-	DatabaseURL string `env:"DATABASE_URL"`
+	ListenAddr  string `env:"LISTEN_ADDR" envDefault:"127.0.0.1:9000" help:"host:port to listen on; loopback, so that only the proxy beside it reaches it"`
+	DatabaseURL string `env:"DATABASE_URL" help:"postgres://…: the records live in PostgreSQL; unset: the embedded store in DATA_DIR"`
 	// DataDir holds the embedded store, used when DatabaseURL is empty.
-	DataDir      string `env:"DATA_DIR" envDefault:"./data"`
-	MaxBodyBytes int64  `env:"MAX_BODY_BYTES" envDefault:"1048576"`
-	AutoMigrate  bool   `env:"AUTO_MIGRATE" envDefault:"true"`
-	LogLevel     string `env:"LOG_LEVEL" envDefault:"info"`
+	DataDir      string `env:"DATA_DIR" envDefault:"./data" help:"directory of the embedded store (storage.db), when DATABASE_URL is unset"`
+	MaxBodyBytes int64  `env:"MAX_BODY_BYTES" envDefault:"1048576" help:"largest accepted request body in bytes; larger ones get 413"`
+	AutoMigrate  bool   `env:"AUTO_MIGRATE" envDefault:"true" help:"apply pending migrations before listening"`
+	LogLevel     string `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
 	// DrainDelay keeps serving for a while after SIGTERM, with /readyz
 	// answering 503, so that load balancers stop sending traffic first.
-	DrainDelay time.Duration `env:"DRAIN_DELAY" envDefault:"0s"`
+	DrainDelay time.Duration `env:"DRAIN_DELAY" envDefault:"0s" help:"after SIGTERM, keep serving this long with /readyz at 503 before draining (below 20s)"`
 
 	// Derived from the settings above while checking them. pool is nil
 	// when the embedded store is used; dbPath is then its file, set by
@@ -178,6 +179,10 @@ func settingFromEnvError(err error, environ map[string]string) error {
 			name, _, _ = strings.Cut(f.Tag.Get("env"), ",")
 		}
 		value := environ[name]
+		if parseErr.Type == reflect.TypeFor[time.Duration]() {
+			// A bare number is the likely mistake: say how to write one.
+			return &settingError{Var: name, Problem: fmt.Sprintf("%q is not a duration; write it like 5s or 1m", value)}
+		}
 		switch parseErr.Type.Kind() {
 		case reflect.Int, reflect.Int64:
 			return &settingError{Var: name, Problem: fmt.Sprintf("%q is not a number", value)}

@@ -23,6 +23,8 @@ type database struct {
 	migrate func(context.Context, schema.Direction) ([]schema.Migration, error)
 	status  func(context.Context) ([]schema.Migration, error)
 	close   func()
+	// ping checks that the store answers (a pool connects lazily).
+	ping func(context.Context) error
 
 	// kind and where say which store this is, for the log and the
 	// migrate commands: "PostgreSQL" and host:port/database (no
@@ -51,8 +53,14 @@ func openDatabase(ctx context.Context, cfg config) (*database, error) {
 			},
 			status: func(ctx context.Context) ([]schema.Migration, error) { return postgres.Status(ctx, pool) },
 			close:  pool.Close,
-			kind:   "PostgreSQL",
-			where:  net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))) + "/" + c.Database,
+			ping: func(ctx context.Context) error {
+				if err := pool.Ping(ctx); err != nil {
+					return fmt.Errorf("database: %w", err)
+				}
+				return nil
+			},
+			kind:  "PostgreSQL",
+			where: net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))) + "/" + c.Database,
 		}, nil
 	}
 	db, err := sqlite.Open(ctx, cfg.dbPath)
@@ -67,6 +75,7 @@ func openDatabase(ctx context.Context, cfg config) (*database, error) {
 		},
 		status: func(ctx context.Context) ([]schema.Migration, error) { return sqlite.Status(ctx, db) },
 		close:  func() { _ = db.Close() },
+		ping:   db.PingContext,
 		kind:   "SQLite",
 		where:  cfg.dbPath,
 	}, nil

@@ -8,15 +8,17 @@
 //
 //	storage-backend [serve]                   serve the storage API
 //	storage-backend migrate [up|down|status]  apply, roll back one, or list migrations
+//	storage-backend version                   print the version
+//	storage-backend help [COMMAND]            the commands and settings
 //
 // Settings come from the environment: LISTEN_ADDR, DATABASE_URL (or
-// DATA_DIR), MAX_BODY_BYTES, AUTO_MIGRATE and LOG_LEVEL (see README.md).
-// Exit status is 0 on success, 1 on failure and 2 on bad usage or settings.
+// DATA_DIR), MAX_BODY_BYTES, AUTO_MIGRATE, LOG_LEVEL and DRAIN_DELAY (see
+// README.md). Exit status is 0 on success, 1 on failure and 2 on bad usage
+// or settings.
 package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -34,14 +36,6 @@ import (
 	"github.com/authsidecar/authsidecar/storage-backend/internal/httpapi"
 	"github.com/authsidecar/authsidecar/storage-backend/internal/schema"
 )
-
-const usage = `usage:
-  storage-backend [serve]                   serve the storage API
-  storage-backend migrate [up|down|status]  apply pending migrations (default),
-                                            roll back the newest one, or list them
-settings (environment): LISTEN_ADDR, DATABASE_URL (unset: the embedded store in DATA_DIR),
-  MAX_BODY_BYTES, AUTO_MIGRATE, LOG_LEVEL
-`
 
 // version is set at build time (-ldflags "-X main.version=...").
 var version = "dev"
@@ -66,19 +60,28 @@ func main() {
 }
 
 // command is what a command line asks for.
-type command func(ctx context.Context, cfg config, logger *zap.Logger, stdout io.Writer) error
-
-// errHelp asks for the usage text.
-var errHelp = errors.New("help requested")
+type command func(ctx context.Context, cfg config, logger *zap.Logger, stdout, stderr io.Writer) error
 
 // run is the whole program with its inputs passed in: ctx ends on SIGTERM
 // or SIGINT. It returns the exit code.
 func run(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
-	cmd, err := parseArgs(args)
-	if errors.Is(err, errHelp) {
-		fmt.Fprintf(stdout, "storage-backend %s\n%s", version, usage)
+	// Help and version need no settings and open nothing.
+	if wantsHelp(args) || (len(args) > 0 && args[0] == "help") {
+		if err := printHelp(stdout, args); err != nil {
+			fmt.Fprintf(stderr, "storage-backend: %v (see storage-backend help)\n", err)
+			return exitUsage
+		}
 		return exitOK
 	}
+	if len(args) > 0 && (args[0] == "version" || args[0] == "--version") {
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "storage-backend: version takes no arguments, got %q (see storage-backend help)\n", strings.Join(args[1:], " "))
+			return exitUsage
+		}
+		fmt.Fprintln(stdout, version)
+		return exitOK
+	}
+	cmd, err := parseArgs(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "storage-backend: %v (see storage-backend help)\n", err)
 		return exitUsage
@@ -94,7 +97,7 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 	logger := newLogger(cfg.level, stderr)
 	defer func() { _ = logger.Sync() }()
 
-	if err := cmd(ctx, cfg, logger, stdout); err != nil {
+	if err := cmd(ctx, cfg, logger, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "storage-backend: %s\n", oneLine(err))
 		return exitFailure
 	}
@@ -106,8 +109,6 @@ func parseArgs(args []string) (command, error) {
 		return serve, nil
 	}
 	switch name, rest := args[0], args[1:]; name {
-	case "help", "-h", "-help", "--help":
-		return nil, errHelp
 	case "serve":
 		if len(rest) > 0 {
 			return nil, fmt.Errorf("serve takes no arguments, got %q", strings.Join(rest, " "))
@@ -135,7 +136,7 @@ func parseArgs(args []string) (command, error) {
 	}
 }
 
-func serve(ctx context.Context, cfg config, logger *zap.Logger, _ io.Writer) error {
+func serve(ctx context.Context, cfg config, logger *zap.Logger, _, _ io.Writer) error {
 	db, err := openDatabase(ctx, cfg)
 	if err != nil {
 		return err
@@ -203,13 +204,12 @@ func serve(ctx context.Context, cfg config, logger *zap.Logger, _ io.Writer) err
 }
 
 func migrate(dir schema.Direction) command {
-	return func(ctx context.Context, cfg config, _ *zap.Logger, stdout io.Writer) error {
-		db, err := openDatabase(ctx, cfg)
+	return func(ctx context.Context, cfg config, _ *zap.Logger, stdout, stderr io.Writer) error {
+		db, err := openForCommand(ctx, cfg, stderr)
 		if err != nil {
 			return err
 		}
 		defer db.close()
-		printStore(stdout, db)
 
 		done, err := db.migrate(ctx, dir)
 		if err != nil {
@@ -229,13 +229,12 @@ func migrate(dir schema.Direction) command {
 	}
 }
 
-func migrateStatus(ctx context.Context, cfg config, _ *zap.Logger, stdout io.Writer) error {
-	db, err := openDatabase(ctx, cfg)
+func migrateStatus(ctx context.Context, cfg config, _ *zap.Logger, stdout, stderr io.Writer) error {
+	db, err := openForCommand(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
 	defer db.close()
-	printStore(stdout, db)
 
 	list, err := db.status(ctx)
 	if err != nil {
@@ -253,10 +252,21 @@ func migrateStatus(ctx context.Context, cfg config, _ *zap.Logger, stdout io.Wri
 	return tw.Flush()
 }
 
-// printStore starts a migrate command's output with the store it works on,
-// so that a command run without DATABASE_URL by mistake says so.
-func printStore(w io.Writer, db *database) {
-	fmt.Fprintf(w, "store: %s %s\n", db.kind, db.where)
+// openForCommand opens the store for a migrate command and, once it
+// answers, says on stderr which one it is: a command run without the
+// server's DATABASE_URL or DATA_DIR by mistake says so, while stdout stays
+// the command's own output.
+func openForCommand(ctx context.Context, cfg config, stderr io.Writer) (*database, error) {
+	db, err := openDatabase(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.ping(ctx); err != nil {
+		db.close()
+		return nil, err
+	}
+	fmt.Fprintf(stderr, "store: %s %s\n", db.kind, db.where)
+	return db, nil
 }
 
 // newLogger writes JSON lines at level and above to w.

@@ -11,8 +11,10 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,6 +74,78 @@ func TestHelp(t *testing.T) {
 	code, stdout, _ := runCmd(t, nil, "help")
 	if code != exitOK || !strings.Contains(stdout, "migrate [up|down|status]") {
 		t.Errorf("help: exit %d, stdout %q", code, stdout)
+	}
+}
+
+// Every command and subcommand answers --help and -h with exit 0 and its
+// own usage, whatever the settings (here a bad one): help opens nothing.
+func TestEveryCommandAnswersHelp(t *testing.T) {
+	t.Parallel()
+	environ := map[string]string{"DRAIN_DELAY": "5", "DATA_DIR": ""}
+	topics := [][]string{nil}
+	for name := range helpTopics {
+		topics = append(topics, strings.Fields(name))
+	}
+	for _, words := range topics {
+		for _, flag := range []string{"--help", "-h"} {
+			args := append(append([]string{}, words...), flag)
+			code, stdout, stderr := runCmd(t, environ, args...)
+			want := "usage: storage-backend " + helpTopics[strings.Join(words, " ")].usage + "\n"
+			if words == nil {
+				want = "storage-backend migrate [up|down|status]\n"
+			}
+			if code != exitOK || stderr != "" || !strings.Contains(stdout, want) {
+				t.Errorf("%q: exit %d, stderr %q, stdout:\n%s\nwant 0 and %q", args, code, stderr, stdout, want)
+			}
+		}
+	}
+	for _, args := range [][]string{{"bogus", "--help"}, {"migrate", "sideways", "--help"}} {
+		if code, _, stderr := runCmd(t, environ, args...); code != exitUsage || !strings.Contains(stderr, "unknown") {
+			t.Errorf("%q: exit %d, stderr %q; want 2", args, code, stderr)
+		}
+	}
+}
+
+// storage-backend --help lists every setting with its default.
+func TestHelpListsEverySetting(t *testing.T) {
+	t.Parallel()
+	_, stdout, _ := runCmd(t, nil, "--help")
+	ct := reflect.TypeFor[config]()
+	for i := range ct.NumField() {
+		f := ct.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if name == "" {
+			continue
+		}
+		def, ok := f.Tag.Lookup("envDefault")
+		if !ok {
+			def = "(unset)"
+		}
+		if f.Tag.Get("help") == "" {
+			t.Errorf("%s has no help tag", name)
+		}
+		found := false
+		for line := range strings.SplitSeq(stdout, "\n") {
+			if fields := strings.Fields(line); len(fields) > 2 && fields[0] == name && fields[1] == def {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no line for %s (default %s) in:\n%s", name, def, stdout)
+		}
+	}
+}
+
+// version prints the version the Makefile stamps (main.version), without
+// reading any setting.
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	code, stdout, stderr := runCmd(t, map[string]string{"DRAIN_DELAY": "5"}, "version")
+	if code != exitOK || stdout != version+"\n" || stderr != "" {
+		t.Errorf("version: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if code, _, _ := runCmd(t, nil, "version", "extra"); code != exitUsage {
+		t.Errorf("version extra: exit %d, want 2", code)
 	}
 }
 
@@ -144,16 +218,21 @@ func testMigrateCommands(t *testing.T, environ map[string]string) {
 	if code != exitOK || !strings.Contains(stdout, "create_storage_records") || !strings.Contains(stdout, "pending") {
 		t.Fatalf("status before up: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
-	// The first line says which store the command works on.
-	wantStore := "store: PostgreSQL "
-	if environ["DATABASE_URL"] == "" {
-		wantStore = "store: SQLite " + filepath.Join(environ["DATA_DIR"], "storage.db") + "\n"
+	// stderr says which store the command works on, never with the
+	// password; stdout is the command's own output.
+	wantStore := "store: SQLite " + filepath.Join(environ["DATA_DIR"], "storage.db") + "\n"
+	if environ["DATABASE_URL"] != "" {
+		u, err := url.Parse(environ["DATABASE_URL"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantStore = "store: PostgreSQL " + u.Host + u.Path + "\n"
 	}
-	if !strings.HasPrefix(stdout, wantStore) {
-		t.Errorf("status output starts %q, want %q", stdout, wantStore)
+	if stderr != wantStore || strings.HasPrefix(stdout, "store:") {
+		t.Errorf("status: stderr %q, want %q; stdout %q", stderr, wantStore, stdout)
 	}
 	code, stdout, stderr = runCmd(t, environ, "migrate", "up")
-	if code != exitOK || !strings.Contains(stdout, "applied 1 create_storage_records") {
+	if code != exitOK || !strings.Contains(stdout, "applied 1 create_storage_records") || stderr != wantStore {
 		t.Fatalf("up: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 	code, stdout, _ = runCmd(t, environ, "migrate")
@@ -169,7 +248,8 @@ func testMigrateCommands(t *testing.T, environ map[string]string) {
 		t.Fatalf("down: exit %d, stdout %q", code, stdout)
 	}
 	code, _, stderr = runCmd(t, environ, "migrate", "down")
-	if code != exitFailure || !strings.Contains(stderr, "nothing to roll back") || strings.Count(stderr, "\n") != 1 {
+	if code != exitFailure || !strings.HasPrefix(stderr, wantStore) || !strings.Contains(stderr, "nothing to roll back") ||
+		strings.Count(stderr, "\n") != 2 {
 		t.Fatalf("down with nothing applied: exit %d, stderr %q", code, stderr)
 	}
 }
@@ -368,12 +448,23 @@ func testDrainFinishesInFlight(t *testing.T, environ map[string]string) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	// A first request on the connection proves that the server has taken
+	// it, rather than guessing how long accepting it takes.
+	answers := bufio.NewReader(conn)
+	if _, err := io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	hres, err := http.ReadResponse(answers, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, hres.Body)
+	hres.Body.Close()
 	head := "POST /api/storage HTTP/1.1\r\nHost: x\r\nX-Auth-Device-Id: VR-1\r\nContent-Type: application/json\r\n" +
 		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
 	if _, err := io.WriteString(conn, head+body[:10]); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond) // let the server start reading the request
 
 	cancel() // what SIGTERM does
 	deadline := time.Now().Add(5 * time.Second)
@@ -393,7 +484,7 @@ func testDrainFinishesInFlight(t *testing.T, environ map[string]string) {
 	if _, err := io.WriteString(conn, body[10:]); err != nil {
 		t.Fatal(err)
 	}
-	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	res, err := http.ReadResponse(answers, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -70,6 +71,19 @@ type loadTarget struct {
 	name string
 	addr string
 	proc *proc // the process answering the load generator
+	// request is what the target is sent; nil: the proxied GET.
+	request []byte
+}
+
+// verifyName is the forward-auth row: the caching proxy asked about the
+// proxied GET at /api/auth/verify, as an ingress would ask.
+const verifyName = "authsidecar verify (forward-auth)"
+
+// verifyRequest is an ingress's question about the proxied GET.
+func (b *bench) verifyRequest() []byte {
+	req := rawRequest("GET", b.a.addr, "/api/auth/verify", b.token, nil)
+	// The original method and URI, as Traefik and Caddy send them.
+	return bytes.Replace(req, []byte("\r\n\r\n"), []byte("\r\nX-Forwarded-Method: GET\r\nX-Forwarded-Uri: "+proxiedPath+"\r\n\r\n"), 1)
 }
 
 // roundOrder is the order of the targets in round r: the caches-off
@@ -79,18 +93,21 @@ type loadTarget struct {
 // other, each first in every other round; then the arms (32 connections
 // only), then direct.
 func (b *bench) roundOrder(r, conns int) []loadTarget {
-	bare := loadTarget{"bare reverse proxy", b.bare, b.bareProc}
-	cached := loadTarget{"authsidecar (caches)", b.a.addr, b.a.proc}
-	order := []loadTarget{{"authsidecar (caches off)", b.off.addr, b.off.proc}, bare, cached}
+	bare := loadTarget{"bare reverse proxy", b.bare, b.bareProc, nil}
+	cached := loadTarget{"authsidecar (caches)", b.a.addr, b.a.proc, nil}
+	order := []loadTarget{{"authsidecar (caches off)", b.off.addr, b.off.proc, nil}, bare, cached}
 	if r%2 == 1 {
 		order[1], order[2] = cached, bare
 	}
+	if conns == 1 || conns == 32 {
+		order = append(order, loadTarget{verifyName, b.a.addr, b.a.proc, b.verifyRequest()})
+	}
 	if conns == armConns {
 		for _, a := range b.arms {
-			order = append(order, loadTarget{a.name, a.proxy.addr, a.proxy.proc})
+			order = append(order, loadTarget{a.name, a.proxy.addr, a.proxy.proc, nil})
 		}
 	}
-	return append(order, loadTarget{"direct", b.upstream, b.upProc})
+	return append(order, loadTarget{"direct", b.upstream, b.upProc, nil})
 }
 
 // armConns is the connection count at which the arms run: the one the
@@ -120,10 +137,14 @@ func (b *bench) throughput(ctx context.Context, rep *report) error {
 				if r == 0 {
 					names = append(names, t.name)
 				}
+				req := t.request
+				if req == nil {
+					req = rawRequest("GET", t.addr, proxiedPath, b.token, nil)
+				}
 				cpu0, err0 := t.proc.cpuTime()
 				m, err := runLoad(ctx, load{
 					addr: t.addr, conns: conns, warmup: roundWarmup(b.opts), duration: b.opts.duration / rounds,
-					request: same(rawRequest("GET", t.addr, proxiedPath, b.token, nil)),
+					request: same(req),
 				})
 				if err != nil {
 					return fmt.Errorf("%s, %d conns: %w", t.name, conns, err)
@@ -144,15 +165,19 @@ func (b *bench) throughput(ctx context.Context, rep *report) error {
 				r.cpuPerReq = cpu[name] / time.Duration(m.total)
 			}
 			rep.throughput = append(rep.throughput, r)
-			if name == "authsidecar (caches)" && conns == 32 {
-				queriesAfter, err := scrape(b.a.metricsAddr, metricDBQueries)
-				if err != nil {
-					return err
-				}
-				// Every request sent counts, the warm-ups' too: queries were
-				// counted over all the rounds.
-				rep.queries, rep.queryRequests = queriesAfter-queriesBefore, m.total
+			if (name == "authsidecar (caches)" || name == verifyName) && conns == 32 {
+				// Both ask the caching proxy: every request either sent
+				// counts, the warm-ups' too, as queries were counted over
+				// all the rounds.
+				rep.queryRequests += m.total
 			}
+		}
+		if conns == 32 {
+			queriesAfter, err := scrape(b.a.metricsAddr, metricDBQueries)
+			if err != nil {
+				return err
+			}
+			rep.queries = queriesAfter - queriesBefore
 		}
 	}
 	return nil
@@ -169,8 +194,10 @@ func rowRank(name string) int {
 		return 2
 	case "authsidecar (caches off)":
 		return 3
+	case verifyName:
+		return 4
 	}
-	return 4
+	return 5
 }
 
 const metricDBQueries = "authsidecar_db_query_duration_seconds_count"

@@ -23,6 +23,10 @@ type User struct {
 	// so that the login can confirm it is still current once its session
 	// exists (see identity.Service.Confirm). Never sent anywhere.
 	PasswordHash string
+	// UpgradedHash, when set by a login, replaces PasswordHash (a legacy
+	// format, or weaker parameters) in the transaction that starts the
+	// login's session: the upgrade happens exactly when the login does.
+	UpgradedHash string
 }
 
 // Session is one login. Its ID travels inside the signed token; the database

@@ -39,9 +39,16 @@ func NewTransport() *http.Transport {
 	}
 }
 
-// callerKey carries the authenticated session from the forwarding handler
-// to Rewrite, in the request's context: a client cannot put it there.
+// callerKey carries the decision from the forwarding handler to Rewrite,
+// in the request's context: a client cannot put it there.
 type callerKey struct{}
+
+// caller is what Rewrite forwards a request as: a live session, or
+// nobody (named false: a public route without one).
+type caller struct {
+	session auth.Session
+	named   bool
+}
 
 // forwarder returns the one handler that sends authenticated requests to
 // upstream, plain or upgrading alike. It forwards only a request whose
@@ -49,7 +56,7 @@ type callerKey struct{}
 func (g *Gateway) forwarder(upstream *url.URL, transport http.RoundTripper) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			s, ok := pr.In.Context().Value(callerKey{}).(auth.Session)
+			c, ok := pr.In.Context().Value(callerKey{}).(caller)
 			if !ok {
 				// Unreachable: only forward calls the forwarder. Should it
 				// ever happen, abort rather than forward a request nobody
@@ -58,7 +65,7 @@ func (g *Gateway) forwarder(upstream *url.URL, transport http.RoundTripper) *htt
 				panic(http.ErrAbortHandler)
 			}
 			pr.SetURL(upstream)
-			rewriteOutbound(pr, s)
+			rewriteOutbound(pr, c.session, c.named)
 		},
 		Transport:    transport,
 		ErrorHandler: g.upstreamError,
@@ -72,9 +79,10 @@ func (g *Gateway) forwarder(upstream *url.URL, transport http.RoundTripper) *htt
 	}
 }
 
-// forward sends r to the upstream as the caller s.
-func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, s auth.Session) {
-	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, s)))
+// forward sends r to the upstream as the caller s, or as nobody when
+// named is false.
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, s auth.Session, named bool) {
+	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, caller{s, named})))
 }
 
 // bufferPool lends ReverseProxy its copy buffers from a sync.Pool.

@@ -35,6 +35,9 @@ type Config struct {
 	// Transport forwards to the upstream. If nil, a transport tuned for one
 	// upstream is used (see NewTransport).
 	Transport http.RoundTripper
+	// Rules say which forwarded paths are public or for admins only. If
+	// nil, every forwarded path needs a live session.
+	Rules *Rules
 	// Metrics, if not nil, counts logins and times the upstream.
 	Metrics *metrics.Metrics
 	Log     *zap.Logger
@@ -60,26 +63,63 @@ func New(cfg Config) *Gateway {
 	}
 	g.proxy = g.forwarder(cfg.Upstream, cfg.Metrics.Transport(cfg.Transport))
 
-	g.route("/healthz", http.MethodGet, g.healthz)
-	g.route("/readyz", http.MethodGet, g.readyz)
-	g.route("/.well-known/jwks.json", http.MethodGet, g.jwks)
-	g.route("/api/auth/login", http.MethodPost, g.login)
-	g.route("/api/auth/refresh", http.MethodPost, g.withCaller(g.refresh))
-	g.route("/api/auth/logout", http.MethodPost, g.withCaller(g.logout))
-	g.route("/api/auth/session", http.MethodGet, g.withCaller(g.session))
-	g.route("/api/admin/sessions", http.MethodGet, g.withAdmin(g.adminList))
-	g.route("/api/admin/sessions/revoke", http.MethodPost, g.withAdmin(g.adminRevoke))
-	g.route("/api/admin/sessions/{id}", http.MethodDelete, g.withAdmin(g.adminDelete))
-	// The proxy owns these prefixes: an unknown path under them is a 404
-	// here, never something forwarded.
-	g.mux.Handle("/api/auth/", g.handle(notFound))
-	g.mux.Handle("/api/admin/", g.handle(notFound))
-	g.mux.Handle("/", g.handle(g.authenticated))
+	g.register(g.mux.Handle)
 	return g
 }
 
-// ServeHTTP serves a request.
+// register registers every route of the proxy with handle: the one list of
+// them (ownPatterns reads it too, to keep route rules off them).
+func (g *Gateway) register(handle func(pattern string, h http.Handler)) {
+	r := registrar{g, handle}
+	r.route("/healthz", http.MethodGet, g.healthz)
+	r.route("/readyz", http.MethodGet, g.readyz)
+	r.route("/.well-known/jwks.json", http.MethodGet, g.jwks)
+	r.route("/api/auth/login", http.MethodPost, g.login)
+	r.route("/api/auth/refresh", http.MethodPost, g.withCaller(g.refresh))
+	r.route("/api/auth/logout", http.MethodPost, g.withCaller(g.logout))
+	r.route("/api/auth/session", http.MethodGet, g.withCaller(g.session))
+	r.anyMethod("/api/auth/verify", g.verify) // the ingress asks with the client's method
+	r.route("/api/admin/sessions", http.MethodGet, g.withAdmin(g.adminList))
+	r.route("/api/admin/sessions/revoke", http.MethodPost, g.withAdmin(g.adminRevoke))
+	r.route("/api/admin/sessions/{id}", http.MethodDelete, g.withAdmin(g.adminDelete))
+	// The proxy owns these prefixes: an unknown path under them is a 404
+	// here, never something forwarded.
+	r.subtree("/api/auth/", notFound)
+	r.subtree("/api/admin/", notFound)
+	r.subtree("/", g.authenticated)
+}
+
+// registrar registers routes of the gateway with handle.
+type registrar struct {
+	g      *Gateway
+	handle func(pattern string, h http.Handler)
+}
+
+// route serves h at path for one method; any other method is 405 here
+// rather than falling through to the forwarding catch-all.
+func (r registrar) route(path, method string, h handlerFunc) {
+	r.handle(path, r.g.handle(func(w http.ResponseWriter, req *http.Request) error {
+		if req.Method != method && !(method == http.MethodGet && req.Method == http.MethodHead) {
+			w.Header().Set("Allow", method)
+			return errMethodNotAllowed
+		}
+		return h(w, req)
+	}))
+}
+
+// anyMethod serves h at path whatever the method.
+func (r registrar) anyMethod(path string, h handlerFunc) { r.handle(path, r.g.handle(h)) }
+
+// subtree serves h for every path under prefix that no route above takes.
+func (r registrar) subtree(prefix string, h handlerFunc) { r.handle(prefix, r.g.handle(h)) }
+
+// ServeHTTP serves a request: one whose path another component could read
+// differently is refused before anything else (see checkPath).
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := g.checkPath(r); err != nil {
+		g.writeError(w, r, err)
+		return
+	}
 	g.mux.ServeHTTP(w, r)
 }
 
@@ -96,18 +136,6 @@ func (g *Gateway) handle(h handlerFunc) http.Handler {
 			g.writeError(w, r, err)
 		}
 	})
-}
-
-// route registers path for one method; any other method on it is 405 here
-// rather than falling through to the forwarding catch-all.
-func (g *Gateway) route(path, method string, h handlerFunc) {
-	g.mux.Handle(path, g.handle(func(w http.ResponseWriter, r *http.Request) error {
-		if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
-			w.Header().Set("Allow", method)
-			return errMethodNotAllowed
-		}
-		return h(w, r)
-	}))
 }
 
 func notFound(http.ResponseWriter, *http.Request) error { return errRouteNotFound }

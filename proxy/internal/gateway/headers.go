@@ -39,8 +39,9 @@ var clientAddressHeaders = [...]string{
 }
 
 // rewriteOutbound applies the policy to a request on its way to the
-// upstream as the caller s.
-func rewriteOutbound(pr *httputil.ProxyRequest, s auth.Session) {
+// upstream as the caller s (or as nobody, on a public route, when named is
+// false: then no identity header reaches the upstream at all).
+func rewriteOutbound(pr *httputil.ProxyRequest, s auth.Session, named bool) {
 	h := pr.Out.Header
 	// Every claim the client made about who it is or where it connected
 	// from goes, in every spelling; what the proxy sets below is then the
@@ -62,7 +63,9 @@ func rewriteOutbound(pr *httputil.ProxyRequest, s auth.Session) {
 	// asked for (the client's word, as Host itself is); X-Forwarded-Proto
 	// how it connected to the proxy.
 	pr.SetXForwarded()
-	setIdentity(h, s)
+	if named {
+		setIdentity(h, s)
+	}
 }
 
 // setIdentity writes the caller's identity headers on h: a forwarded

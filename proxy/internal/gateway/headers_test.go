@@ -56,7 +56,7 @@ func TestHeaderPolicy(t *testing.T) {
 			out.Trailer = http.Header{HeaderUserID: {"forged"}}
 			pr := &httputil.ProxyRequest{In: in, Out: out}
 			pr.SetURL(&url.URL{Scheme: "http", Host: "upstream"})
-			rewriteOutbound(pr, caller)
+			rewriteOutbound(pr, caller, true)
 			for k, v := range identity {
 				if got := pr.Out.Header[k]; len(got) != 1 || got[0] != v {
 					t.Errorf("identity %s = %q, want %q", k, got, v)

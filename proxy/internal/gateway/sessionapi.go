@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"reflect"
 	"strings"
 	"time"
@@ -121,15 +122,89 @@ func (g *Gateway) withAdmin(h callerHandler) handlerFunc {
 	})
 }
 
-// authenticated forwards a request only for a live session, with the
-// caller's identity.
+// authenticated forwards a request when decide lets it through.
 func (g *Gateway) authenticated(w http.ResponseWriter, r *http.Request) error {
-	c, err := g.authenticate(r)
+	s, named, err := g.decide(r)
 	if err != nil {
 		return err
 	}
-	g.forward(w, r, c.Session)
+	g.forward(w, r, s, named)
 	return nil
+}
+
+// verify is forward-auth: an ingress asks whether the request it holds may
+// reach the backend, and as whom. The same decision as forwarding, on the
+// original method and URI the ingress passes along; nothing is forwarded.
+// 200 carries the identity headers for the ingress to copy onto the
+// request (none for a public route without a live session).
+func (g *Gateway) verify(w http.ResponseWriter, r *http.Request) error {
+	orig, err := originalRequest(r)
+	if err != nil {
+		return err
+	}
+	if err := g.checkPath(orig); err != nil {
+		return err
+	}
+	s, named, err := g.decide(orig)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if named {
+		setIdentity(w.Header(), s)
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+// originalRequest is the request an ingress asks about: its method and URI
+// from X-Forwarded-Method / X-Forwarded-Uri (Traefik, Caddy) or
+// X-Original-Method / X-Original-URI (the nginx convention), else the
+// verify request's own; its headers (the token) are the verify request's.
+func originalRequest(r *http.Request) (*http.Request, error) {
+	method := firstHeader(r.Header, "X-Forwarded-Method", "X-Original-Method")
+	if method == "" {
+		method = r.Method
+	}
+	uri := firstHeader(r.Header, "X-Forwarded-Uri", "X-Original-Uri")
+	u := r.URL
+	if uri != "" {
+		var err error
+		if u, err = url.ParseRequestURI(uri); err != nil {
+			return nil, auth.InvalidInputf("the original URI is not a request URI")
+		}
+	}
+	orig := new(http.Request)
+	*orig = *r
+	orig.Method, orig.URL = method, u
+	return orig, nil
+}
+
+func firstHeader(h http.Header, names ...string) string {
+	for _, n := range names {
+		if v := h.Get(n); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// decide is the one decision on a request that would be forwarded: the
+// route rules and the caller's session. named reports that s is a live
+// session the request goes as; a public route goes unnamed when no live
+// session came with it, whatever the reason.
+func (g *Gateway) decide(r *http.Request) (s auth.Session, named bool, err error) {
+	acc := g.cfg.Rules.access(r)
+	c, err := g.authenticate(r)
+	switch {
+	case acc == public && err != nil:
+		return auth.Session{}, false, nil
+	case err != nil:
+		return auth.Session{}, false, err
+	case acc == adminOnly && !c.Session.IsAdmin:
+		return auth.Session{}, false, auth.ErrForbidden
+	}
+	return c.Session, true, nil
 }
 
 // MaxAuthorizationBytes bounds the Authorization header the proxy will

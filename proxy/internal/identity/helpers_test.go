@@ -153,3 +153,114 @@ func wantLocked(t *testing.T, err error, retry time.Duration) {
 		t.Fatalf("RetryAfter %v, want %v", locked.RetryAfter, retry)
 	}
 }
+
+// slotGate is a Hasher's clock (password.Options.Now) that can keep a hash
+// in its slot: a hash asks the time once it holds a slot, and while a hold
+// is armed that call waits until the test lets it go. A test thus holds
+// the slot exactly as long as it needs, however loaded the machine, rather
+// than relying on a heavy hash lasting long enough.
+type slotGate struct {
+	mu   sync.Mutex
+	open chan struct{} // closed to let the held hash go on; nil when no hold is armed
+	held chan struct{} // closed once a hash is held
+}
+
+// now is the Hasher's clock. The time it tells is constant: hashes then
+// take no time by that clock, and no slot rests after one.
+func (g *slotGate) now() time.Time {
+	g.mu.Lock()
+	open, held := g.open, g.held
+	g.open, g.held = nil, nil
+	g.mu.Unlock()
+	if held != nil {
+		close(held)
+		<-open
+	}
+	return t0
+}
+
+// hold occupies h's only slot (h must use g.now) and returns once it is
+// taken; release frees it and waits for the hash that held it.
+func (g *slotGate) hold(t *testing.T, h *password.Hasher) (release func()) {
+	t.Helper()
+	open, held := make(chan struct{}), make(chan struct{})
+	g.mu.Lock()
+	g.open, g.held = open, held
+	g.mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		// An empty hash verifies the hasher's dummy: any hash will do.
+		_, err := h.Verify(context.Background(), "x", "")
+		done <- err
+	}()
+	select {
+	case <-held:
+	case err := <-done:
+		t.Fatalf("the hash meant to hold the slot ended without holding it: %v", err)
+	}
+	return func() {
+		t.Helper()
+		close(open)
+		if err := <-done; err != nil {
+			t.Fatalf("the hash that held the slot: %v", err)
+		}
+	}
+}
+
+// expiringContext runs out of time when the test says so, not at a moment
+// of the wall clock: a deadline then cannot fall on a slow store call
+// instead of the wait it is meant for.
+type expiringContext struct {
+	context.Context
+	done chan struct{}
+	once sync.Once
+}
+
+type expiringKey struct{}
+
+func newExpiringContext(parent context.Context) *expiringContext {
+	return &expiringContext{Context: parent, done: make(chan struct{})}
+}
+
+func (c *expiringContext) Done() <-chan struct{} { return c.done }
+
+func (c *expiringContext) Err() error {
+	if c.expired() {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// Value finds the expiringContext even under contexts derived from it.
+func (c *expiringContext) Value(key any) any {
+	if key == (expiringKey{}) {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
+func (c *expiringContext) expire() { c.once.Do(func() { close(c.done) }) }
+
+func (c *expiringContext) expired() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// expiringStore is the real store; once it has looked an account's
+// credentials up under an expiringContext, that context runs out. What
+// comes next in a login, the wait for the hasher, meets the deadline.
+type expiringStore struct {
+	*postgres.Store
+}
+
+func (s *expiringStore) UserCredentials(ctx context.Context, deviceID, username string) (auth.User, string, error) {
+	u, hash, err := s.Store.UserCredentials(ctx, deviceID, username)
+	if c, ok := ctx.Value(expiringKey{}).(*expiringContext); ok {
+		c.expire()
+	}
+	return u, hash, err
+}

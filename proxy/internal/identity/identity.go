@@ -174,7 +174,26 @@ func (s *Service) Authenticate(ctx context.Context, deviceID, username, pw strin
 	if _, err := s.store.ResetLoginFailures(ctx, deviceID, username); err != nil {
 		return auth.User{}, err
 	}
-	return user, nil
+	return s.upgrade(ctx, user, pw), nil
+}
+
+// upgrade sets user.UpgradedHash when its stored hash is an imported
+// legacy one (or has weaker parameters than the hasher's): pw, just found
+// right, hashed anew, for the session's transaction to store. A hash that
+// cannot be made now (the hasher busy) leaves the upgrade to a later
+// login rather than fail this one.
+func (s *Service) upgrade(ctx context.Context, user auth.User, pw string) auth.User {
+	if !s.hasher.NeedsUpgrade(user.PasswordHash) {
+		return user
+	}
+	h, err := s.hasher.Hash(ctx, pw)
+	if err != nil {
+		s.log.Warn("password hash not upgraded this time", zap.String("device_id", user.DeviceID),
+			zap.String("username", user.Username), zap.Error(err))
+		return user
+	}
+	user.UpgradedHash = h
+	return user
 }
 
 // check looks the account up and verifies the password; user.ID is empty
@@ -205,7 +224,8 @@ func (s *Service) check(ctx context.Context, deviceID, username, pw string) (aut
 // revokes it, so checking after the insert closes the window.
 func (s *Service) Confirm(ctx context.Context, user auth.User) error {
 	_, hash, err := s.store.UserCredentials(ctx, user.DeviceID, user.Username)
-	if errors.Is(err, auth.ErrNotFound) || (err == nil && hash != user.PasswordHash) {
+	current := hash == user.PasswordHash || (user.UpgradedHash != "" && hash == user.UpgradedHash)
+	if errors.Is(err, auth.ErrNotFound) || (err == nil && !current) {
 		s.log.Info("login failed", zap.String("device_id", user.DeviceID), zap.String("username", user.Username),
 			zap.String("reason", "password changed or user removed during the login"))
 		return auth.ErrInvalidCredentials

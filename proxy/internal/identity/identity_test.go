@@ -387,70 +387,28 @@ func TestForgetStaleFailures(t *testing.T) {
 	}
 }
 
-// heavyHash is a hash this package never wrote, at a cost of about a second
-// (64 MiB, 16 passes): Verify computes it in full before comparing.
-const heavyHash = "$argon2id$v=19$m=65536,t=16,p=1$c2FsdHNhbHRzYWx0c2FsdA$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U"
-
-// holdHasherSlot occupies h's only slot with the verification of heavy and
-// returns once it runs, with a channel closed when it is done.
-func holdHasherSlot(t *testing.T, h *password.Hasher, heavy string) <-chan struct{} {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			// The probe below may hold the slot for an instant: retry.
-			if _, err := h.Verify(context.Background(), "x", heavy); !errors.Is(err, auth.ErrBusy) {
-				return
-			}
-		}
-	}()
-	cheapHash, err := newHasher(t, password.Options{}).Hash(context.Background(), "x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		select {
-		case <-done:
-			t.Fatal("the slot holder finished before it was seen holding the slot")
-		default:
-		}
-		// A short deadline: a probe must not wait out a long MaxWait.
-		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-		_, err := h.Verify(ctx, "x", cheapHash)
-		cancel()
-		if errors.Is(err, auth.ErrBusy) || errors.Is(err, context.DeadlineExceeded) {
-			return done
-		}
-	}
-}
-
 // An attempt the hasher was too busy to evaluate must not count towards a
 // lockout, or load alone would lock people out.
 func TestBusyHasherDoesNotCount(t *testing.T) {
 	t.Parallel()
 	store := postgres.NewStore(openPool(t, schemaURL(t, 4)))
 	c := newClock()
-	h := newHasher(t, password.Options{Concurrency: 1, MaxWait: time.Millisecond})
+	gate := &slotGate{}
+	h := newHasher(t, password.Options{Concurrency: 1, MaxWait: time.Millisecond, Now: gate.now})
 	svc := identity.New(store, h, lockout, c.Now, zaptest.NewLogger(t))
 	ctx := context.Background()
 	if _, err := svc.AddUser(ctx, "dev", "1111", "1111", false); err != nil {
 		t.Fatal(err)
 	}
 
-	done := holdHasherSlot(t, h, heavyHash)
+	release := gate.hold(t, h)
 	// Counted, the last of these would be refused as locked out.
 	for i := range lockout.MaxFailures + 1 {
 		if _, err := svc.Authenticate(ctx, "dev", "1111", "0000"); !errors.Is(err, auth.ErrBusy) {
 			t.Fatalf("attempt %d with the hasher busy: %v, want ErrBusy", i+1, err)
 		}
 	}
-	select {
-	case <-done:
-		t.Fatal("the slot was free again before the busy attempts ended: test inconclusive, make the held hash heavier")
-	default:
-	}
-	<-done
+	release()
 
 	// None of the busy attempts counted: MaxFailures-1 failures, then the
 	// right password still gets in.
@@ -538,36 +496,31 @@ func TestLockoutWithoutLockStillEnds(t *testing.T) {
 // was not evaluated either.
 func TestDeadlineWhileWaitingDoesNotCount(t *testing.T) {
 	t.Parallel()
-	store := postgres.NewStore(openPool(t, schemaURL(t, 4)))
+	store := &expiringStore{Store: postgres.NewStore(openPool(t, schemaURL(t, 4)))}
 	c := newClock()
+	gate := &slotGate{}
 	// MaxWait is long: the caller's deadline comes first.
-	h := newHasher(t, password.Options{Concurrency: 1, MaxWait: time.Minute})
+	h := newHasher(t, password.Options{Concurrency: 1, MaxWait: time.Minute, Now: gate.now})
 	svc := identity.New(store, h, lockout, c.Now, zaptest.NewLogger(t))
 	ctx := context.Background()
 	if _, err := svc.AddUser(ctx, "dev", "1111", "1111", false); err != nil {
 		t.Fatal(err)
 	}
-	done := holdHasherSlot(t, h, heavyHash)
+	release := gate.hold(t, h)
 	// Three attempts run out of time; counted, they and the failures below
 	// would reach the lockout.
 	for i := range 3 {
-		dctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		dctx := newExpiringContext(ctx)
 		_, err := svc.Authenticate(dctx, "dev", "1111", "0000")
-		cancel()
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("attempt %d: %v, want the deadline", i+1, err)
+		if !dctx.expired() {
+			t.Fatalf("attempt %d: %v before it looked the account up", i+1, err)
 		}
-		if errors.Is(err, auth.ErrUnavailable) {
-			t.Fatalf("attempt %d: the deadline hit the store, not the wait for the hasher: test inconclusive", i+1)
+		if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, auth.ErrUnavailable) {
+			t.Fatalf("attempt %d: %v, want the deadline while waiting for the hasher", i+1, err)
 		}
 	}
-	select {
-	case <-done:
-		t.Fatal("the slot was free again before the attempts ended: test inconclusive, make the held hash heavier")
-	default:
-	}
-	<-done
-	f := &fixture{svc: svc, store: store, clock: c}
+	release()
+	f := &fixture{svc: svc, store: store.Store, clock: c}
 	f.fail(t, lockout.MaxFailures-1)
 	if _, err := f.login("1111"); err != nil {
 		t.Fatalf("right password: %v; attempts cut short by a deadline were counted", err)

@@ -69,6 +69,9 @@ func (s *Service) login(ctx context.Context, req Request) (session.Issued, error
 		}
 		return session.Issued{}, err
 	}
+	if user.UpgradedHash != "" {
+		s.log.Info("password hash upgraded", zap.String("device_id", user.DeviceID), zap.String("username", user.Username))
+	}
 	s.log.Info("login succeeded", zap.String("device_id", user.DeviceID), zap.String("username", user.Username),
 		zap.String("session_id", issued.Session.ID), zap.String("client_addr", req.Client.Addr))
 	return issued, nil

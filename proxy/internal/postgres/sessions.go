@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
@@ -26,16 +27,37 @@ func scanSession(row pgx.Row) (auth.Session, error) {
 
 // CreateSession stores a new session.
 func (s *Store) CreateSession(ctx context.Context, sess auth.Session) error {
+	return wrap("create session", insertSession(ctx, s.pool, sess))
+}
+
+// CreateSessionUpgradingHash creates sess and, in the same transaction,
+// replaces its user's password hash old with new, unless it changed
+// meanwhile (the login then fails its confirmation).
+func (s *Store) CreateSessionUpgradingHash(ctx context.Context, sess auth.Session, old, new string) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := insertSession(ctx, tx, sess); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE users SET password_hash = $3, updated_at = $4 WHERE id = $1::uuid AND password_hash = $2`,
+			sess.UserID, old, new, sess.CreatedAt)
+		return err
+	})
+	return wrap("create session", err)
+}
+
+func insertSession(ctx context.Context, db interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}, sess auth.Session) error {
 	var userID *string
 	if sess.UserID != "" {
 		userID = &sess.UserID
 	}
-	_, err := s.pool.Exec(ctx, `
+	_, err := db.Exec(ctx, `
 		INSERT INTO sessions (id, device_id, user_id, is_admin, generation, created_at, expires_at, client_addr, user_agent)
 		VALUES ($1, $2, $3::uuid, $4, $5, $6, $7, $8, $9)`,
 		sess.ID, sess.DeviceID, userID, sess.IsAdmin, sess.Generation, sess.CreatedAt, sess.ExpiresAt,
 		sess.ClientAddr, sess.UserAgent)
-	return wrap("create session", err)
+	return err
 }
 
 // Session returns one session, revoked or expired ones included: the caller

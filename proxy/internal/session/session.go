@@ -27,6 +27,9 @@ import (
 // Store is where sessions live.
 type Store interface {
 	CreateSession(ctx context.Context, s auth.Session) error
+	// CreateSessionUpgradingHash creates s and, in the same transaction,
+	// replaces the user's password hash old with new (if it is still old).
+	CreateSessionUpgradingHash(ctx context.Context, s auth.Session, old, new string) error
 	Session(ctx context.Context, id string) (auth.Session, error)
 	DeleteExpiredSession(ctx context.Context, id string, now time.Time) (bool, error)
 	RefreshSession(ctx context.Context, id string, gen int64, now, expiresAt, prevValidUntil time.Time) (auth.Session, error)
@@ -98,7 +101,13 @@ func (m *Manager) Create(ctx context.Context, user auth.User, client Client) (Is
 		ClientAddr: truncate(client.Addr, 256),
 		UserAgent:  truncate(client.UserAgent, 256),
 	}
-	if err := m.store.CreateSession(ctx, s); err != nil {
+	create := m.store.CreateSession
+	if user.UpgradedHash != "" {
+		create = func(ctx context.Context, s auth.Session) error {
+			return m.store.CreateSessionUpgradingHash(ctx, s, user.PasswordHash, user.UpgradedHash)
+		}
+	}
+	if err := create(ctx, s); err != nil {
 		return Issued{}, fmt.Errorf("create session: %w", err)
 	}
 	m.cfg.Metrics.Session("created", 1)

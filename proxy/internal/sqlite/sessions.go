@@ -26,16 +26,37 @@ func scanSession(row rowScanner) (auth.Session, error) {
 
 // CreateSession stores a new session.
 func (s *Store) CreateSession(ctx context.Context, sess auth.Session) error {
+	return wrap("create session", insertSession(ctx, s.write, sess))
+}
+
+// CreateSessionUpgradingHash creates sess and, in the same transaction,
+// replaces its user's password hash old with new, unless it changed
+// meanwhile (the login then fails its confirmation).
+func (s *Store) CreateSessionUpgradingHash(ctx context.Context, sess auth.Session, old, new string) error {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if err := insertSession(ctx, tx, sess); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ?3, updated_at = ?4 WHERE id = ?1 AND password_hash = ?2`,
+			sess.UserID, old, new, micros(sess.CreatedAt))
+		return err
+	})
+	return wrap("create session", err)
+}
+
+func insertSession(ctx context.Context, db interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, sess auth.Session) error {
 	var userID *string
 	if sess.UserID != "" {
 		userID = &sess.UserID
 	}
-	_, err := s.write.ExecContext(ctx, `
+	_, err := db.ExecContext(ctx, `
 		INSERT INTO sessions (id, device_id, user_id, is_admin, generation, created_at, expires_at, client_addr, user_agent)
 		VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)`,
 		sess.ID, sess.DeviceID, userID, sess.IsAdmin, sess.Generation, micros(sess.CreatedAt), micros(sess.ExpiresAt),
 		sess.ClientAddr, sess.UserAgent)
-	return wrap("create session", err)
+	return err
 }
 
 // Session returns one session, revoked or expired ones included: the caller
