@@ -28,8 +28,8 @@ import (
 // forwardAuthDir holds the ingress examples the tests run.
 const forwardAuthDir = "../deploy/forward-auth"
 
-// identityHeaders are the headers the proxy vouches for, as it names them.
-var identityHeaders = []string{"X-Auth-User-Id", "X-Auth-Username", "X-Auth-Device-Id", "X-Auth-Admin", "X-Auth-Session-Id"}
+// identityHeaderNames are the headers the proxy vouches for, as it names them.
+var identityHeaderNames = []string{"X-Auth-User-Id", "X-Auth-Username", "X-Auth-Device-Id", "X-Auth-Admin", "X-Auth-Session-Id"}
 
 // The route rules of the ingress tests: a device's records under public/
 // may be read without a token, and only admins delete records.
@@ -189,7 +189,7 @@ func TestIngressIdentityHeaders(t *testing.T) {
 			sid := sessionID(t, s.Proxy, lb.Token)
 
 			// What the proxy answers the ingress, asked directly.
-			v := verify(t, s.Proxy, lb.Token, http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/api/things/1"}})
+			v := askVerify(t, s.Proxy, lb.Token, http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/api/things/1"}})
 			if v.Status != http.StatusOK || len(v.Body) != 0 {
 				t.Fatalf("verify: %d %q, want 200 without a body", v.Status, v.Body)
 			}
@@ -200,7 +200,7 @@ func TestIngressIdentityHeaders(t *testing.T) {
 				"X-Auth-Admin":      "false",
 				"X-Auth-Session-Id": sid,
 			}
-			for _, h := range identityHeaders {
+			for _, h := range identityHeaderNames {
 				if got := v.Header.Get(h); got != want[h] {
 					t.Errorf("verify answers %s: %q, want %q", h, got, want[h])
 				}
@@ -254,7 +254,7 @@ func TestIngressIdentityHeaders(t *testing.T) {
 				{"no token", "", http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/api/storage/k"}}, http.StatusUnauthorized},
 				{"an ambiguous path", lb.Token, http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/api/storage/a%2Fb"}}, http.StatusBadRequest},
 			} {
-				r := verify(t, s.Proxy, c.token, c.hdr)
+				r := askVerify(t, s.Proxy, c.token, c.hdr)
 				if r.Status != c.status {
 					t.Errorf("verify, %s: %d %s, want %d", c.name, r.Status, r.Body, c.status)
 				}
@@ -271,7 +271,7 @@ func TestIngressIdentityHeaders(t *testing.T) {
 // and with underscores.
 func forgedIdentity(device string) http.Header {
 	h := http.Header{}
-	for _, name := range identityHeaders {
+	for _, name := range identityHeaderNames {
 		v := "forged"
 		if name == "X-Auth-Device-Id" {
 			v = device
@@ -288,7 +288,7 @@ func forgedIdentity(device string) http.Header {
 // do).
 func isIdentityName(name string) bool {
 	folded := strings.ReplaceAll(name, "_", "-")
-	for _, h := range identityHeaders {
+	for _, h := range identityHeaderNames {
 		if strings.EqualFold(folded, h) {
 			return true
 		}
@@ -323,9 +323,9 @@ func equalMaps(a, b map[string]string) bool {
 	return true
 }
 
-// verify asks the proxy's forward-auth endpoint directly, as an ingress
+// askVerify asks the proxy's forward-auth endpoint directly, as an ingress
 // does, and records the answer for the check against the API document.
-func verify(t *testing.T, p *process, token string, hdr http.Header) response {
+func askVerify(t *testing.T, p *process, token string, hdr http.Header) response {
 	t.Helper()
 	req, err := http.NewRequest("GET", p.URL()+"/api/auth/verify", nil)
 	if err != nil {
