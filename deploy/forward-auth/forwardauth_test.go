@@ -375,7 +375,7 @@ func (s server) checkVerifyURL(t *testing.T, where, address string) {
 	}
 }
 
-func TestKustomizations(t *testing.T) {
+func TestIngressKustomizations(t *testing.T) {
 	t.Parallel()
 	base := render(t, baseDir)
 	identity := documentedIdentity(t)
@@ -694,10 +694,10 @@ func checkTraefik(t *testing.T, r *rendering, s server, identity []string) {
 	}
 }
 
-// TestExamplesCopyTheIdentity checks that the nginx and Caddy examples copy
+// TestIngressExamplesCopyTheIdentity checks that the nginx and Caddy examples copy
 // exactly the identity headers the proxy answers; the end-to-end tests run
 // them.
-func TestExamplesCopyTheIdentity(t *testing.T) {
+func TestIngressExamplesCopyTheIdentity(t *testing.T) {
 	t.Parallel()
 	identity := documentedIdentity(t)
 
