@@ -84,6 +84,7 @@ func migrateCmd(ctx context.Context, cfg config, args []string, _ io.Reader, std
 type accountFlags struct {
 	device, username, id string
 	admin                bool
+	dryRun, update       bool // user import
 }
 
 // parseFlags parses the flags of the subcommand name ("user add"), as its
@@ -118,9 +119,12 @@ func requireAccount(cmd string, f accountFlags) error {
 
 func userCmd(ctx context.Context, cfg config, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usagef("usage: proxy user (add|passwd|remove|list|unlock) ...")
+		return usagef("usage: proxy user (add|passwd|remove|list|unlock|import) ...")
 	}
 	sub, args := args[0], args[1:]
+	if sub == "import" {
+		return userImportCmd(ctx, cfg, args, stdin, stdout, stderr)
+	}
 	var f accountFlags
 	var err error
 	switch sub {

@@ -30,7 +30,7 @@ store that DATABASE_URL (or DATA_DIR) names.`},
 	"migrate up":     {usage: "migrate up", about: "Applies every pending migration and prints how many."},
 	"migrate down":   {usage: "migrate down", about: "Rolls back the newest applied migration."},
 	"migrate status": {usage: "migrate status", about: "Lists every migration with its state and when it was applied."},
-	"user": {usage: "user (add|passwd|remove|list|unlock) ...", about: `Manages the accounts that log in: a username on a device. proxy user
+	"user": {usage: "user (add|passwd|remove|list|unlock|import) ...", about: `Manages the accounts that log in: a username on a device. proxy user
 COMMAND --help says more of each.`},
 	"user add": {usage: "user add --device ID --username NAME [--admin]", about: `Adds a user on a device, creating the device if it does not exist. The
 password is asked for at a terminal (twice, not shown); otherwise it is the
@@ -50,6 +50,22 @@ of stdin.`, flags: deviceAndUser},
 	}},
 	"user unlock": {usage: "user unlock --device ID --username NAME", about: `Ends a login lockout (and forgets the failed attempts) of an existing
 user.`, flags: deviceAndUser},
+	"user import": {usage: "user import [--dry-run] [--update] FILE|-", about: `Imports users with the password hashes another system made, from FILE (or
+stdin for -): JSON Lines, one user a line,
+
+  {"deviceId": "VR-DEVICE-002", "username": "1111", "passwordHash": "pbkdf2_sha256$...", "admin": false}
+
+(admin is optional). Hashes of Django (pbkdf2_sha256, pbkdf2_sha1, argon2,
+bcrypt_sha256, bcrypt, scrypt), bcrypt ($2a$, $2b$, $2y$) and argon2id
+($argon2id$) are taken as they are; each user's first login checks the PIN
+against it and replaces it with argon2id. All or nothing: one bad line and
+nothing is written, every bad line is reported with its number (exit 1).
+Devices are created as needed; an existing user is skipped, or replaced
+with --update (its sessions end). Prints "imported N, updated M, skipped K".`,
+		flags: func(fs *flag.FlagSet, f *accountFlags) {
+			fs.BoolVar(&f.dryRun, "dry-run", false, "check everything and say what would be done; write nothing")
+			fs.BoolVar(&f.update, "update", false, "replace existing users (hash and admin flag) instead of skipping them")
+		}},
 	"sessions": {usage: "sessions (list|revoke|cleanup) ...", about: `Lists and ends sessions. proxy sessions COMMAND --help says more of each.`},
 	"sessions list": {usage: "sessions list [--device ID]", about: "Lists the live sessions, of one device or of all.", flags: func(fs *flag.FlagSet, f *accountFlags) {
 		fs.StringVar(&f.device, "device", "", "only the sessions of this device (its `ID`)")

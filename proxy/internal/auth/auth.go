@@ -29,6 +29,22 @@ type User struct {
 	UpgradedHash string
 }
 
+// ImportedUser is an account brought from another system with the hash of
+// its password as that system made it (see password.Check for the formats).
+type ImportedUser struct {
+	DeviceID     string
+	Username     string
+	PasswordHash string
+	IsAdmin      bool
+}
+
+// ImportResult counts what an import did, or would do.
+type ImportResult struct {
+	Imported int // new users
+	Updated  int // existing users replaced (update only)
+	Skipped  int // existing users left as they were
+}
+
 // Session is one login. Its ID travels inside the signed token; the database
 // never stores anything that could be replayed as a token.
 type Session struct {

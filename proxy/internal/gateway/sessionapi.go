@@ -75,8 +75,12 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (g *Gateway) refresh(w http.ResponseWriter, r *http.Request, c session.Caller) error {
-	issued, err := g.cfg.Sessions.Refresh(r.Context(), c)
+func (g *Gateway) refresh(w http.ResponseWriter, r *http.Request) error {
+	raw, err := bearerToken(r.Header)
+	if err != nil {
+		return err
+	}
+	issued, err := g.cfg.Sessions.RefreshToken(r.Context(), raw)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,11 @@ type Store interface {
 	SetPassword(ctx context.Context, deviceID, username, passwordHash string, now time.Time) (auth.User, int64, error)
 	RemoveUser(ctx context.Context, deviceID, username string) (auth.User, int64, error)
 	ListUsers(ctx context.Context, deviceID string) ([]auth.User, error)
+	// ImportUsers adds users (and their devices) in one transaction. An
+	// existing user is skipped, or with update replaced and its sessions
+	// revoked at now. Without commit the transaction is rolled back: the
+	// result says what the import would do.
+	ImportUsers(ctx context.Context, users []auth.ImportedUser, update, commit bool, now time.Time) (auth.ImportResult, error)
 
 	ReserveLoginAttempt(ctx context.Context, deviceID, username string, now time.Time) (attempt int, lockedUntil time.Time, err error)
 	ReleaseLoginAttempt(ctx context.Context, deviceID, username string) error

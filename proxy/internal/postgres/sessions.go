@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
@@ -45,9 +44,7 @@ func (s *Store) CreateSessionUpgradingHash(ctx context.Context, sess auth.Sessio
 	return wrap("create session", err)
 }
 
-func insertSession(ctx context.Context, db interface {
-	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
-}, sess auth.Session) error {
+func insertSession(ctx context.Context, db Querier, sess auth.Session) error {
 	var userID *string
 	if sess.UserID != "" {
 		userID = &sess.UserID

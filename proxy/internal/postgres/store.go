@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -111,6 +112,56 @@ func (s *Store) ListUsers(ctx context.Context, deviceID string) ([]auth.User, er
 	})
 	return users, wrap("list users", err)
 }
+
+// ImportUsers adds users and their devices in one transaction; see
+// identity.Store.
+func (s *Store) ImportUsers(ctx context.Context, users []auth.ImportedUser, update, commit bool, now time.Time) (auth.ImportResult, error) {
+	var res auth.ImportResult
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for _, u := range users {
+			if _, err := tx.Exec(ctx, `INSERT INTO devices (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`, u.DeviceID); err != nil {
+				return err
+			}
+			tag, err := tx.Exec(ctx, `
+				INSERT INTO users (device_id, username, password_hash, is_admin) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (device_id, username) DO NOTHING`, u.DeviceID, u.Username, u.PasswordHash, u.IsAdmin)
+			switch {
+			case err != nil:
+				return err
+			case tag.RowsAffected() == 1:
+				res.Imported++
+				continue
+			case !update:
+				res.Skipped++
+				continue
+			}
+			var id string
+			if err := tx.QueryRow(ctx, `
+				UPDATE users SET password_hash = $3, is_admin = $4, updated_at = $5
+				WHERE device_id = $1 AND username = $2 RETURNING id::text`,
+				u.DeviceID, u.Username, u.PasswordHash, u.IsAdmin, now).Scan(&id); err != nil {
+				return err
+			}
+			// A replaced password ends the sessions made with the old one,
+			// as proxy user passwd does.
+			if _, err := tx.Exec(ctx, `UPDATE sessions SET revoked_at = $2 WHERE user_id = $1::uuid AND revoked_at IS NULL AND expires_at > $2`, id, now); err != nil {
+				return err
+			}
+			res.Updated++
+		}
+		if !commit {
+			return errDryRun
+		}
+		return nil
+	})
+	if errors.Is(err, errDryRun) {
+		err = nil
+	}
+	return res, wrap("import users", err)
+}
+
+// errDryRun rolls back a transaction that was only to see what it would do.
+var errDryRun = errors.New("dry run: rolled back")
 
 // SigningKeyPEM returns the stored generated signing key. When there is
 // none it stores the one generate makes; when several replicas start at once

@@ -185,7 +185,8 @@ func (m *Manager) check(ctx context.Context, s auth.Session, claims token.Claims
 		// token means it was not ours to begin with.
 		return Caller{}, m.refuse(s.ID, s.DeviceID, "token generation unknown", auth.ErrInvalidToken)
 	case !s.AcceptsGeneration(claims.Generation, now):
-		return Caller{}, m.refuse(s.ID, s.DeviceID, "token superseded by a refresh", auth.ErrInvalidToken)
+		return Caller{}, m.refuse(s.ID, s.DeviceID, "token superseded by a refresh",
+			&supersededError{sessionID: s.ID, deviceID: s.DeviceID})
 	}
 	if ce := m.log.Check(zap.DebugLevel, "session found"); ce != nil {
 		ce.Write(zap.String("device_id", s.DeviceID), zap.String("session_id", s.ID))
@@ -232,6 +233,39 @@ func (m *Manager) refuseWith(level zapcore.Level, msg, sessionID, deviceID, why 
 		ce.Write(zap.String("session_id", sessionID), zap.String("device_id", deviceID), zap.String("reason", why))
 	}
 	return err
+}
+
+// supersededError is the refusal of a token that a refresh replaced and
+// whose grace has passed: presented for another refresh, it is a reused
+// refresh token (see RefreshToken).
+type supersededError struct{ sessionID, deviceID string }
+
+func (e *supersededError) Error() string { return "token superseded by a refresh" }
+func (e *supersededError) Unwrap() error { return auth.ErrInvalidToken }
+
+// RefreshToken refreshes the session of a bearer token (see Refresh). A
+// token that a refresh already replaced, presented after its grace, is a
+// refresh token used twice: one of the two holders is not the owner, and
+// there is no telling which (OAuth 2.0 Security BCP, refresh token reuse
+// detection). The whole session is revoked, on every replica, and both
+// must log in again.
+func (m *Manager) RefreshToken(ctx context.Context, raw string) (Issued, error) {
+	c, err := m.Authenticate(ctx, raw)
+	var reused *supersededError
+	if errors.As(err, &reused) {
+		if rerr := m.store.RevokeSession(context.WithoutCancel(ctx), reused.sessionID, "", m.now()); rerr != nil && !errors.Is(rerr, auth.ErrNotFound) {
+			return Issued{}, fmt.Errorf("revoke a session whose refresh token was reused: %w", rerr)
+		}
+		m.cfg.Cache.Evict(reused.sessionID)
+		m.cfg.Metrics.Session("refresh_reused", 1)
+		m.log.Warn("refresh token reused; session revoked", zap.String("device_id", reused.deviceID),
+			zap.String("session_id", reused.sessionID), zap.String("by", "proxy"), zap.String("reason", "refresh token reuse"))
+		return Issued{}, err
+	}
+	if err != nil {
+		return Issued{}, err
+	}
+	return m.Refresh(ctx, c)
 }
 
 // Refresh issues a new token for the caller's session, which then ends TTL

@@ -505,3 +505,49 @@ func TestStoreUnreachable(t *testing.T) {
 		t.Fatalf("Authenticate with the database unreachable: %v, want ErrUnavailable only", err)
 	}
 }
+
+// TestRefreshTokenReuseRevokesTheSession: a token that a refresh replaced,
+// presented for a refresh after its grace, ends the whole session — the
+// chain the first refresh started included — on every replica.
+func TestRefreshTokenReuseRevokesTheSession(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, defaults)
+	ctx := context.Background()
+	stolen := f.login(t, f.bob)
+	thief, err := f.m.RefreshToken(ctx, stolen.Token) // the thief refreshes first
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(defaults.RefreshGrace + time.Second)
+	if _, err := f.m.RefreshToken(ctx, stolen.Token); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("reused refresh token: %v, want ErrInvalidToken", err)
+	}
+	f.wantRefused(t, thief.Token, "the thief's chain after the reuse")
+	s, err := f.store.Session(ctx, stolen.Session.ID)
+	if err != nil || s.RevokedAt.IsZero() {
+		t.Fatalf("session after the reuse: revoked at %v, %v", s.RevokedAt, err)
+	}
+}
+
+// TestRefreshInsideTheGraceIsNoReuse: two refreshes of one token inside its
+// grace are a client's parallel requests, not a theft: one wins, the other
+// is refused, and the session lives on.
+func TestRefreshInsideTheGraceIsNoReuse(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, defaults)
+	ctx := context.Background()
+	first := f.login(t, f.bob)
+	next, err := f.m.RefreshToken(ctx, first.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.m.RefreshToken(ctx, first.Token); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("second refresh inside the grace: %v, want refused", err)
+	}
+	f.wantOK(t, next.Token)
+	// Used on an ordinary request after its grace, the old token is
+	// refused without ending the session.
+	f.clock.Advance(defaults.RefreshGrace + time.Second)
+	f.wantRefused(t, first.Token, "superseded after its grace")
+	f.wantOK(t, next.Token)
+}

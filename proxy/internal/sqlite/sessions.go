@@ -44,9 +44,7 @@ func (s *Store) CreateSessionUpgradingHash(ctx context.Context, sess auth.Sessio
 	return wrap("create session", err)
 }
 
-func insertSession(ctx context.Context, db interface {
-	ExecContext(context.Context, string, ...any) (sql.Result, error)
-}, sess auth.Session) error {
+func insertSession(ctx context.Context, db execer, sess auth.Session) error {
 	var userID *string
 	if sess.UserID != "" {
 		userID = &sess.UserID

@@ -53,6 +53,59 @@ func (s *Store) AddUser(ctx context.Context, deviceID, username, passwordHash st
 	return u, nil
 }
 
+// ImportUsers adds users and their devices in one transaction; see
+// identity.Store.
+func (s *Store) ImportUsers(ctx context.Context, users []auth.ImportedUser, update, commit bool, now time.Time) (auth.ImportResult, error) {
+	var res auth.ImportResult
+	at := micros(now)
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		for _, u := range users {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO devices (id, created_at) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING`,
+				u.DeviceID, at); err != nil {
+				return err
+			}
+			n, err := affected(tx.ExecContext(ctx, `
+				INSERT INTO users (id, device_id, username, password_hash, is_admin, created_at, updated_at)
+				VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (device_id, username) DO NOTHING`,
+				newUUID(), u.DeviceID, u.Username, u.PasswordHash, u.IsAdmin, at))
+			switch {
+			case err != nil:
+				return err
+			case n == 1:
+				res.Imported++
+				continue
+			case !update:
+				res.Skipped++
+				continue
+			}
+			var id string
+			if err := tx.QueryRowContext(ctx, `
+				UPDATE users SET password_hash = ?3, is_admin = ?4, updated_at = ?5
+				WHERE device_id = ?1 AND username = ?2 RETURNING id`,
+				u.DeviceID, u.Username, u.PasswordHash, u.IsAdmin, at).Scan(&id); err != nil {
+				return err
+			}
+			// A replaced password ends the sessions made with the old one,
+			// as proxy user passwd does.
+			if _, err := revokeWhere(ctx, tx, "user_id = ?2", now, id); err != nil {
+				return err
+			}
+			res.Updated++
+		}
+		if !commit {
+			return errDryRun
+		}
+		return nil
+	})
+	if errors.Is(err, errDryRun) {
+		err = nil
+	}
+	return res, wrap("import users", err)
+}
+
+// errDryRun rolls back a transaction that was only to see what it would do.
+var errDryRun = errors.New("dry run: rolled back")
+
 // UserCredentials returns the user and its password hash.
 func (s *Store) UserCredentials(ctx context.Context, deviceID, username string) (auth.User, string, error) {
 	var hash string
