@@ -230,6 +230,24 @@ func TestIngressIdentityHeaders(t *testing.T) {
 				}
 			})
 
+			t.Run("once the session is cached, the checks cost no database query", func(t *testing.T) {
+				waitFor(t, 30*time.Second, "listener up", func() bool { return scrape(t, s.Proxy, "authsidecar_listener_up") == 1 })
+				in.send(t, "GET", "/api/things/warm", lb.Token, "", nil)
+				before, hits := scrape(t, s.Proxy, dbQueries), up.hits.Load()
+				const n = 20
+				for range n {
+					if r := in.send(t, "GET", "/api/things/2", lb.Token, "", nil); r.Status != http.StatusOK {
+						t.Fatalf("GET through %s: %d %s, want the upstream's 200", kind.name, r.Status, r.Body)
+					}
+				}
+				if after := scrape(t, s.Proxy, dbQueries); after != before {
+					t.Errorf("%d requests through %s made %v database queries, want 0", n, kind.name, after-before)
+				}
+				if got := up.hits.Load() - hits; got != n {
+					t.Errorf("the upstream got %d of the %d requests", got, n)
+				}
+			})
+
 			t.Run("the method the client used is the one judged", func(t *testing.T) {
 				// nginx asks by GET whatever the client's method: the rule
 				// is GET only, so a POST here must still need a token.
