@@ -102,6 +102,10 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 		go func() { defer background.Done(); f(bg) }()
 	}
 
+	// The gateway closes the tunnels of sessions that end; the listener,
+	// started once the gateway exists, tells it of every change.
+	var gw *gateway.Gateway
+	var listener *postgres.Listener
 	switch {
 	case cfg.SessionCache && a.embedded != nil:
 		// The embedded store sends no change notifications, and operator
@@ -110,11 +114,12 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 		a.cache = session.NewCache(cacheEntries)
 	case cfg.SessionCache:
 		a.cache = session.NewCache(cacheEntries)
-		listener := &postgres.Listener{
+		listener = &postgres.Listener{
 			URL: cfg.DatabaseURL,
 			Changed: func(id string) {
 				m.Notification()
 				a.cache.Evict(id)
+				gw.SessionChanged(id)
 			},
 			State: func(up bool) {
 				a.cache.SetListening(up)
@@ -122,7 +127,6 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 			},
 			Log: log.Named("listener"),
 		}
-		goBackground(listener.Run)
 	default:
 		log.Warn("SESSION_CACHE is off: every request is checked in the database")
 	}
@@ -138,7 +142,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 	}
 	defer hasher.Close()
 	sessions, ids := a.sessions(signer), a.identity(hasher)
-	gw := gateway.New(gateway.Config{
+	gw = gateway.New(gateway.Config{
 		Upstream: cfg.upstream,
 		Sessions: sessions,
 		Login:    login.New(ids, sessions, m, log),
@@ -148,6 +152,10 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 		Metrics:  m,
 		Log:      log,
 	})
+	if listener != nil {
+		goBackground(listener.Run)
+	}
+	goBackground(gw.SweepTunnels)
 
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {

@@ -39,6 +39,7 @@ func (g *Gateway) adminDelete(w http.ResponseWriter, r *http.Request, c session.
 	if err != nil {
 		return err
 	}
+	g.SessionChanged(r.PathValue("id"))
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -64,6 +65,7 @@ func (g *Gateway) adminRevoke(w http.ResponseWriter, r *http.Request, c session.
 	if err != nil {
 		return err
 	}
+	g.sessionsChanged()
 	writeJSON(w, http.StatusOK, map[string]int64{"revoked": n})
 	return nil
 }

@@ -82,6 +82,11 @@ func (g *Gateway) forwarder(upstream *url.URL, transport http.RoundTripper) *htt
 // forward sends r to the upstream as the caller s, or as nobody when
 // named is false.
 func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, s auth.Session, named bool) {
+	if _, upgrade := r.Header["Upgrade"]; upgrade && named {
+		// A tunnel outlives this check: it is kept under its session, to be
+		// closed when the session ends.
+		w = &tunnelWriter{ResponseWriter: w, tunnels: &g.tunnels, session: s}
+	}
 	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, caller{s, named})))
 }
 

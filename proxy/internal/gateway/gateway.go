@@ -49,6 +49,7 @@ type Gateway struct {
 	log      *zap.Logger
 	mux      *http.ServeMux
 	proxy    *httputil.ReverseProxy // forwards authenticated requests
+	tunnels  tunnels                // open upgraded connections, by session
 	draining atomic.Bool
 }
 
@@ -62,6 +63,7 @@ func New(cfg Config) *Gateway {
 		cfg.Transport = NewTransport()
 	}
 	g.proxy = g.forwarder(cfg.Upstream, cfg.Metrics.Transport(cfg.Transport))
+	g.tunnels = tunnels{log: g.log.Named("tunnels"), live: cfg.Sessions.Live, now: cfg.Sessions.Now}
 
 	g.register(g.mux.Handle)
 	return g

@@ -81,6 +81,9 @@ func (g *Gateway) refresh(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	issued, err := g.cfg.Sessions.RefreshToken(r.Context(), raw)
+	if errors.Is(err, auth.ErrInvalidToken) {
+		g.sessionsChanged() // a reused refresh token ends its session
+	}
 	if err != nil {
 		return err
 	}
@@ -92,6 +95,7 @@ func (g *Gateway) logout(w http.ResponseWriter, r *http.Request, c session.Calle
 	if err := g.cfg.Sessions.Logout(r.Context(), c); err != nil {
 		return err
 	}
+	g.SessionChanged(c.Session.ID)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -342,6 +342,23 @@ func (m *Manager) RevokeDevice(ctx context.Context, deviceID, username, by, reas
 	return n, nil
 }
 
+// Live reports whether session id is live now — not revoked, not
+// expired, not gone — asking the store, not the cache: it is for what
+// outlives a request (an open tunnel), asked right after a change.
+func (m *Manager) Live(ctx context.Context, id string) (bool, error) {
+	s, err := m.store.Session(ctx, id)
+	if errors.Is(err, auth.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("session lookup: %w", err)
+	}
+	return s.RevokedAt.IsZero() && m.now().Before(s.ExpiresAt), nil
+}
+
+// Now is the clock the Manager decides expiry with.
+func (m *Manager) Now() time.Time { return m.now() }
+
 // List returns the live sessions, of one device when deviceID is not empty.
 func (m *Manager) List(ctx context.Context, deviceID string) ([]auth.Session, error) {
 	return m.store.ListSessions(ctx, deviceID, m.now())
