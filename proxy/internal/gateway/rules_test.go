@@ -178,8 +178,10 @@ func TestVerify(t *testing.T) {
 		wantJSONError(t, e.verifyAs("GET", "/API/AUTH/session", user, nginx), http.StatusBadRequest, "invalid_request")
 		wantJSONError(t, e.verifyAs("GET", "/x/../admin/x", user, nginx), http.StatusBadRequest, "invalid_request")
 	}
-	// Without the headers, the verify request itself is the original.
-	if resp := e.send("PUT", "/api/auth/verify", user, "", nil); resp.StatusCode != 200 {
+	// Without the headers and without rules, the verify request itself is
+	// the original.
+	plain, tok, _ := upstreamAt(t, "", envOptions{}, nil)
+	if resp := plain.send("PUT", "/api/auth/verify", tok, "", nil); resp.StatusCode != 200 {
 		t.Fatalf("verify of itself: %d", resp.StatusCode)
 	}
 	// A logout is refused at the very next question.
@@ -230,4 +232,29 @@ func TestNumericPINSaysToSendAString(t *testing.T) {
 	if body := readAll(resp); !strings.Contains(body, "password must be a JSON string") {
 		t.Fatalf("body %s does not say the PIN must be a string", body)
 	}
+}
+
+// TestVerifyBelievesNoClientAboutTheOriginal: an ingress sets one pair of
+// original-request headers and may pass a client's copy of the other pair
+// through; where they disagree, verify refuses rather than believe either.
+// With route rules, a verify request that names no original is refused
+// (the rules would not apply to it).
+func TestVerifyBelievesNoClientAboutTheOriginal(t *testing.T) {
+	t.Parallel()
+	e, user, _ := rulesEnv(t, nil, []string{"/admin/"})
+	for _, h := range []http.Header{
+		{"X-Original-Method": {"DELETE"}, "X-Original-Uri": {"/admin/x"}, "X-Forwarded-Method": {"GET"}},
+		{"X-Original-Method": {"GET"}, "X-Original-Uri": {"/admin/x"}, "X-Forwarded-Uri": {"/public"}},
+		{"X-Original-Url": {"http://example.com/admin/x"}, "X-Forwarded-Uri": {"/public"}},
+		{"X-Forwarded-Uri": {"/public", "/admin/x"}},
+		{},
+	} {
+		resp := e.send("GET", "/api/auth/verify", user, "", h)
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("verify with %v: %d, want 400", h, resp.StatusCode)
+		}
+	}
+	// ingress-nginx's X-Original-URL is read, and an agreeing pair is fine.
+	resp := e.send("GET", "/api/auth/verify", user, "", http.Header{"X-Original-Url": {"http://example.com/admin/x?y=1"}, "X-Original-Uri": {"/admin/x?y=1"}})
+	wantJSONError(t, resp, http.StatusForbidden, "insufficient_scope")
 }

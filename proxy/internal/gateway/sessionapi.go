@@ -146,7 +146,7 @@ func (g *Gateway) authenticated(w http.ResponseWriter, r *http.Request) error {
 // 200 carries the identity headers for the ingress to copy onto the
 // request (none for a public route without a live session).
 func (g *Gateway) verify(w http.ResponseWriter, r *http.Request) error {
-	orig, err := originalRequest(r)
+	orig, err := g.originalRequest(r)
 	if err != nil {
 		return err
 	}
@@ -166,18 +166,44 @@ func (g *Gateway) verify(w http.ResponseWriter, r *http.Request) error {
 }
 
 // originalRequest is the request an ingress asks about: its method and URI
-// from X-Forwarded-Method / X-Forwarded-Uri (Traefik, Caddy) or
-// X-Original-Method / X-Original-URI (the nginx convention), else the
-// verify request's own; its headers (the token) are the verify request's.
-func originalRequest(r *http.Request) (*http.Request, error) {
-	method := firstHeader(r.Header, "X-Forwarded-Method", "X-Original-Method")
+// from X-Forwarded-Method / X-Forwarded-Uri (Traefik, Caddy),
+// X-Original-Method / X-Original-URI (the nginx convention) or
+// X-Original-URL (ingress-nginx); its headers (the token) are the verify
+// request's.
+//
+// An ingress sets one of these and may pass the client's copies of the
+// others through, so a client could name a harmless method or path in a
+// header the ingress does not set: where they disagree, the request is
+// refused rather than one of them believed. Without any of them the verify
+// request itself is the original — unless route rules are set, which it
+// would then silently escape.
+func (g *Gateway) originalRequest(r *http.Request) (*http.Request, error) {
+	method, err := agreed(r.Header, "method", "X-Forwarded-Method", "X-Original-Method")
+	if err != nil {
+		return nil, err
+	}
+	uri, err := agreed(r.Header, "URI", "X-Forwarded-Uri", "X-Original-Uri")
+	if err != nil {
+		return nil, err
+	}
+	if full := r.Header.Get("X-Original-Url"); full != "" {
+		u, err := url.Parse(full)
+		if err != nil || u.Path == "" {
+			return nil, auth.InvalidInputf("X-Original-URL is not a URL")
+		}
+		if uri != "" && uri != u.RequestURI() {
+			return nil, auth.InvalidInputf("the original URI headers disagree")
+		}
+		uri = u.RequestURI()
+	}
+	if uri == "" && g.cfg.Rules != nil {
+		return nil, auth.InvalidInputf("no original URI (X-Forwarded-Uri, X-Original-URI or X-Original-URL): route rules cannot be applied")
+	}
 	if method == "" {
 		method = r.Method
 	}
-	uri := firstHeader(r.Header, "X-Forwarded-Uri", "X-Original-Uri")
 	u := r.URL
 	if uri != "" {
-		var err error
 		if u, err = url.ParseRequestURI(uri); err != nil {
 			return nil, auth.InvalidInputf("the original URI is not a request URI")
 		}
@@ -188,13 +214,24 @@ func originalRequest(r *http.Request) (*http.Request, error) {
 	return orig, nil
 }
 
-func firstHeader(h http.Header, names ...string) string {
+// agreed returns the one value that the named headers give (each at most
+// once), or "" when none is set.
+func agreed(h http.Header, what string, names ...string) (string, error) {
+	v := ""
 	for _, n := range names {
-		if v := h.Get(n); v != "" {
-			return v
+		vals := h.Values(n)
+		if len(vals) > 1 {
+			return "", auth.InvalidInputf("%s is sent more than once", n)
 		}
+		if len(vals) == 0 || vals[0] == "" {
+			continue
+		}
+		if v != "" && vals[0] != v {
+			return "", auth.InvalidInputf("the original %s headers disagree", what)
+		}
+		v = vals[0]
 	}
-	return ""
+	return v, nil
 }
 
 // decide is the one decision on a request that would be forwarded: the
