@@ -259,7 +259,7 @@ func sessionsCmd(ctx context.Context, cfg config, args []string, _ io.Reader, st
 		return tw.Flush()
 	case "revoke":
 		if f.id != "" {
-			if err := m.Revoke(ctx, f.id, "", "operator", "proxy sessions revoke"); err != nil {
+			if err := m.Revoke(ctx, f.id, "", "cli", "proxy sessions revoke"); err != nil {
 				if errors.Is(err, auth.ErrNotFound) {
 					return fmt.Errorf("no live session %s", f.id)
 				}
@@ -268,7 +268,7 @@ func sessionsCmd(ctx context.Context, cfg config, args []string, _ io.Reader, st
 			fmt.Fprintln(stdout, "revoked 1 session")
 			return nil
 		}
-		n, err := m.RevokeDevice(ctx, f.device, f.username, "operator", "proxy sessions revoke")
+		n, err := m.RevokeDevice(ctx, f.device, f.username, "cli", "proxy sessions revoke")
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"reflect"
@@ -41,11 +42,14 @@ type config struct {
 	GCHeapFloorMiB   int           `env:"GC_HEAP_FLOOR_MIB" envDefault:"32" help:"heap the garbage collector lets grow before collecting, in MiB (0 to 1024; 0: off)"`
 	PublicRoutes     string        `env:"PUBLIC_ROUTES" help:"ServeMux patterns ([METHOD ]/path, comma-separated) forwarded without a token"`
 	AdminRoutes      string        `env:"ADMIN_ROUTES" help:"ServeMux patterns forwarded for admin sessions only"`
+	TrustedProxies   string        `env:"TRUSTED_PROXIES" help:"CIDRs of the proxies in front whose X-Forwarded-For names the client (comma-separated)"`
+	AuditRetention   time.Duration `env:"AUDIT_RETENTION" envDefault:"8760h" help:"how long audit events are kept; 0 keeps them forever"`
 
 	upstream    *url.URL       // parsed UpstreamURL
 	logLevel    zapcore.Level  // parsed LogLevel
 	signingKeys []token.Key    // read from SigningKeyFile, when set
 	rules       *gateway.Rules // compiled PublicRoutes and AdminRoutes
+	trusted     []netip.Prefix // parsed TrustedProxies
 }
 
 // maxHeapFloorMiB bounds GC_HEAP_FLOOR_MIB: the floor is garbage the
@@ -151,6 +155,12 @@ func (c *config) validate() error {
 		return bad(name, "%v", err)
 	}
 	c.rules = rules
+	if c.trusted, err = gateway.ParseTrustedProxies(c.TrustedProxies); err != nil {
+		return bad("TRUSTED_PROXIES", "not a comma-separated list of CIDRs such as 10.0.0.0/8: %v", err)
+	}
+	if c.AuditRetention < 0 {
+		return bad("AUDIT_RETENTION", "must be 0 (keep forever) or a positive duration such as 8760h")
+	}
 	lvl, err := zapcore.ParseLevel(c.LogLevel)
 	if err != nil || lvl > zapcore.ErrorLevel {
 		return bad("LOG_LEVEL", "%q is not one of debug, info, warn, error", c.LogLevel)

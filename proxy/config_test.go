@@ -27,7 +27,7 @@ func TestConfigDefaults(t *testing.T) {
 		TokenTTL: 24 * time.Hour, SessionMaxAge: 168 * time.Hour, RefreshGrace: 10 * time.Second,
 		LoginMaxFailures: 5, LoginLockout: time.Minute, AutoMigrate: true, CleanupInterval: 10 * time.Minute,
 		LogLevel: "info", MetricsAddr: ":9090", DataDir: "./data", SessionCache: true,
-		GCHeapFloorMiB: 32,
+		GCHeapFloorMiB: 32, AuditRetention: 8760 * time.Hour,
 	}
 	if c.upstream.String() != "http://127.0.0.1:9000" || c.signingKeys != nil {
 		t.Fatalf("parsed upstream %v, keys %v", c.upstream, c.signingKeys)
@@ -83,6 +83,10 @@ func TestConfigRejectsBadSettings(t *testing.T) {
 		{"ADMIN_ROUTES", "/api/admin/{rest...}"},
 		{"ADMIN_ROUTES", "/.well-known/"},
 		{"ADMIN_ROUTES", "/{bad"},
+		{"TRUSTED_PROXIES", "10.0.0.0/33"},
+		{"TRUSTED_PROXIES", "lb.internal"},
+		{"AUDIT_RETENTION", "-1h"},
+		{"AUDIT_RETENTION", "a year"},
 		{"LOG_LEVEL", "loud"},
 		{"LOG_LEVEL", "fatal"},
 		{"SIGNING_KEY_FILE", filepath.Join(dir, "missing.pem")},

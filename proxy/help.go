@@ -79,6 +79,16 @@ user on it. Every replica refuses the tokens from then on.`,
 		}},
 	"sessions cleanup": {usage: "sessions cleanup", about: `Deletes expired sessions now and prints how many (serve also does it every
 CLEANUP_INTERVAL).`, flags: func(*flag.FlagSet, *accountFlags) {}},
+	"events": {usage: "events list ...", about: `Reads the audit trail: every login, failed login, lockout, refresh, logout,
+revocation and account change, written with the change it records.`},
+	"events list": {usage: "events list [--device ID] [--username NAME] [--type T] [--since DURATION|TIME] [--json]",
+		about: `Lists audit events, oldest first. Types: user_added, user_removed,
+password_changed, user_imported, login, login_failed, lockout, unlock,
+refresh, refresh_reused, logout, revoke, device_approved, device_denied.
+Each event names its time, device, username, session, who acted (the user,
+an admin's username, cli or system), a reason and the client's address.
+Events are kept for AUDIT_RETENTION.`,
+		flags: func(fs *flag.FlagSet, _ *accountFlags) { defineEventsFlags(fs, &eventsFlags{}) }},
 	"version":         {usage: "version", about: "Prints the version this program was built from."},
 	"help":            {usage: "help [COMMAND]", about: "Prints the commands and settings, or what one command does."},
 	hashWorkerCommand: {usage: hashWorkerCommand, about: "Internal: serve starts these to hash passwords, talking over stdin and stdout."},

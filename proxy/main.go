@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/authsidecar/authsidecar/proxy/internal/auth"
 	"github.com/authsidecar/authsidecar/proxy/internal/password"
 )
 
@@ -85,6 +86,10 @@ func run(ctx context.Context, args []string, environ map[string]string, stdin io
 		fmt.Fprintf(stderr, "proxy: %v\n", err)
 		return exitUsage
 	}
+	if cmd != "serve" {
+		// What an operator command changes is on the audit trail as "cli".
+		ctx = auth.WithActor(ctx, auth.Actor{By: "cli"})
+	}
 	err = handler(ctx, cfg, args, stdin, stdout, stderr)
 	var ue *usageError
 	var se *settingError
@@ -111,6 +116,7 @@ var commands = map[string]commandFunc{
 	"migrate":  migrateCmd,
 	"user":     userCmd,
 	"sessions": sessionsCmd,
+	"events":   eventsCmd,
 }
 
 func environ() map[string]string {

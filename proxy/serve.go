@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/authsidecar/authsidecar/proxy/internal/audit"
 	"github.com/authsidecar/authsidecar/proxy/internal/cleanup"
 	"github.com/authsidecar/authsidecar/proxy/internal/gateway"
 	"github.com/authsidecar/authsidecar/proxy/internal/heapfloor"
@@ -172,14 +173,16 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 	defer hasher.Close()
 	sessions, ids := a.sessions(signer), a.identity(hasher)
 	gw = gateway.New(gateway.Config{
-		Upstream: cfg.upstream,
-		Sessions: sessions,
-		Login:    login.New(ids, sessions, m, log),
-		JWKS:     signer.JWKS(),
-		Ready:    a.ready,
-		Rules:    cfg.rules,
-		Metrics:  m,
-		Log:      log,
+		Upstream:       cfg.upstream,
+		Sessions:       sessions,
+		Login:          login.New(ids, sessions, m, log),
+		JWKS:           signer.JWKS(),
+		Ready:          a.ready,
+		Rules:          cfg.rules,
+		Audit:          audit.New(a.store, cfg.AuditRetention, a.now),
+		TrustedProxies: cfg.trusted,
+		Metrics:        m,
+		Log:            log,
 	})
 	if listener != nil {
 		goBackground(listener.Run)
@@ -220,6 +223,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 		Tasks: []cleanup.Task{
 			{Name: "expired sessions", Run: sessions.Cleanup},
 			{Name: "stale login failures", Run: ids.ForgetStaleFailures},
+			{Name: "old audit events", Run: audit.New(a.store, cfg.AuditRetention, a.now).Prune},
 		},
 		Log: log.Named("cleanup"),
 	}

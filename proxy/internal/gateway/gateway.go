@@ -12,12 +12,14 @@ import (
 	"context"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/authsidecar/authsidecar/proxy/internal/audit"
 	"github.com/authsidecar/authsidecar/proxy/internal/login"
 	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
@@ -38,6 +40,11 @@ type Config struct {
 	// Rules say which forwarded paths are public or for admins only. If
 	// nil, every forwarded path needs a live session.
 	Rules *Rules
+	// Audit, if not nil, serves GET /api/admin/events.
+	Audit *audit.Service
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// (see clientAddr); none by default.
+	TrustedProxies []netip.Prefix
 	// Metrics, if not nil, counts logins and times the upstream.
 	Metrics *metrics.Metrics
 	Log     *zap.Logger
@@ -84,6 +91,7 @@ func (g *Gateway) register(handle func(pattern string, h http.Handler)) {
 	r.route("/api/admin/sessions", http.MethodGet, g.withAdmin(g.adminList))
 	r.route("/api/admin/sessions/revoke", http.MethodPost, g.withAdmin(g.adminRevoke))
 	r.route("/api/admin/sessions/{id}", http.MethodDelete, g.withAdmin(g.adminDelete))
+	r.route("/api/admin/events", http.MethodGet, g.withAdmin(g.adminEvents))
 	// The proxy owns these prefixes: an unknown path under them is a 404
 	// here, never something forwarded.
 	r.subtree("/api/auth/", notFound)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -64,9 +63,10 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) error {
 		g.cfg.Metrics.Login(login.Result(err))
 		return err
 	}
-	issued, err := g.cfg.Login.Login(r.Context(), login.Request{
+	addr := g.clientAddr(r)
+	issued, err := g.cfg.Login.Login(auth.WithActor(r.Context(), auth.Actor{ClientAddr: addr}), login.Request{
 		DeviceID: req.DeviceID, Username: req.Username, Password: req.Password,
-		Client: session.Client{Addr: clientAddr(r), UserAgent: r.UserAgent()},
+		Client: session.Client{Addr: addr, UserAgent: r.UserAgent()},
 	})
 	if err != nil {
 		return err
@@ -80,7 +80,7 @@ func (g *Gateway) refresh(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	issued, err := g.cfg.Sessions.RefreshToken(r.Context(), raw)
+	issued, err := g.cfg.Sessions.RefreshToken(g.acting(r, ""), raw)
 	if errors.Is(err, auth.ErrInvalidToken) {
 		g.sessionsChanged() // a reused refresh token ends its session
 	}
@@ -92,7 +92,7 @@ func (g *Gateway) refresh(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (g *Gateway) logout(w http.ResponseWriter, r *http.Request, c session.Caller) error {
-	if err := g.cfg.Sessions.Logout(r.Context(), c); err != nil {
+	if err := g.cfg.Sessions.Logout(g.acting(r, c.Session.Username), c); err != nil {
 		return err
 	}
 	g.SessionChanged(c.Session.ID)
@@ -324,12 +324,4 @@ func jsonKind(k reflect.Kind) string {
 		return "array"
 	}
 	return "number"
-}
-
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

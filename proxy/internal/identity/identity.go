@@ -24,6 +24,9 @@ type Store interface {
 	UserCredentials(ctx context.Context, deviceID, username string) (auth.User, string, error)
 	SetPassword(ctx context.Context, deviceID, username, passwordHash string, now time.Time) (auth.User, int64, error)
 	RemoveUser(ctx context.Context, deviceID, username string) (auth.User, int64, error)
+	// RecordEvent writes an audit event that records no change of the
+	// store's own (a wrong PIN).
+	RecordEvent(ctx context.Context, ev auth.Event) error
 	ListUsers(ctx context.Context, deviceID string) ([]auth.User, error)
 	// ImportUsers adds users (and their devices) in one transaction. An
 	// existing user is skipped, or with update replaced and its sessions
@@ -121,7 +124,7 @@ func (s *Service) Authenticate(ctx context.Context, deviceID, username, pw strin
 			// refusal has an end: otherwise the count only grows and the
 			// account is refused forever. An account locked meanwhile keeps
 			// its lock, and a success meanwhile has reset it.
-			until, err := s.store.LockAccount(ctx, deviceID, username, now, s.lockout.Duration, s.lockout.MaxDuration)
+			until, err := s.store.LockAccount(s.lockEvent(ctx, deviceID, username, now), deviceID, username, now, s.lockout.Duration, s.lockout.MaxDuration)
 			if err != nil && !errors.Is(err, auth.ErrNotFound) {
 				s.log.Warn("could not lock account", zap.String("device_id", deviceID), zap.String("username", username), zap.Error(err))
 			}
@@ -134,7 +137,7 @@ func (s *Service) Authenticate(ctx context.Context, deviceID, username, pw strin
 			// flight. Ask to retry soon rather than claim a full lockout.
 			retry = time.Second
 		}
-		s.log.Info("login failed", zap.String("device_id", deviceID), zap.String("username", username),
+		s.log.Info("login failed", zap.String("device_id", deviceID), zap.String("username", username), clientAddr(ctx),
 			zap.String("reason", "locked out"), zap.Duration("retry_after", retry))
 		return auth.User{}, &auth.LockedOutError{RetryAfter: retry}
 	}
@@ -153,10 +156,16 @@ func (s *Service) Authenticate(ctx context.Context, deviceID, username, pw strin
 		if user.ID == "" {
 			reason = "unknown account"
 		}
-		fields := []zap.Field{zap.String("device_id", deviceID), zap.String("username", username),
+		fields := []zap.Field{zap.String("device_id", deviceID), zap.String("username", username), clientAddr(ctx),
 			zap.String("reason", reason), zap.Int("consecutive_failures", attempt)}
+		// A PIN that was checked and wrong is on the record; refusals before
+		// any check (locked, busy) are only counted, so that a flood cannot
+		// turn into a row per attempt.
+		if err := s.store.RecordEvent(ctx, s.event(ctx, auth.EventLoginFailed, deviceID, username, now, reason)); err != nil {
+			s.log.Warn("could not record a failed login", zap.Error(err))
+		}
 		if attempt >= s.lockout.MaxFailures {
-			until, err := s.store.LockAccount(ctx, deviceID, username, now, s.lockout.Duration, s.lockout.MaxDuration)
+			until, err := s.store.LockAccount(s.lockEvent(ctx, deviceID, username, now), deviceID, username, now, s.lockout.Duration, s.lockout.MaxDuration)
 			switch {
 			case errors.Is(err, auth.ErrNotFound):
 				// A parallel login succeeded and reset the account: the run
@@ -238,6 +247,35 @@ func (s *Service) Confirm(ctx context.Context, user auth.User) error {
 	return err
 }
 
+// clientAddr is the log field naming where the request came from.
+func clientAddr(ctx context.Context) zap.Field {
+	a, _ := auth.ActorFrom(ctx)
+	return zap.String("client_addr", a.ClientAddr)
+}
+
+// event is an audit event of this service at now.
+func (s *Service) event(ctx context.Context, t auth.EventType, deviceID, username string, now time.Time, reason string) auth.Event {
+	ev := auth.Event{Time: now, Type: t, DeviceID: deviceID, Username: username, Reason: reason}
+	if a, ok := auth.ActorFrom(ctx); ok {
+		ev.By, ev.ClientAddr = a.By, a.ClientAddr
+	}
+	if ev.By == "" {
+		ev.By = username // a login's events are the user's own
+	}
+	return ev
+}
+
+// recording returns ctx for the store call that makes an account change,
+// carrying its audit event.
+func (s *Service) recording(ctx context.Context, t auth.EventType, deviceID, username, reason string) context.Context {
+	return auth.Recording(ctx, auth.Event{Time: s.now(), Type: t, DeviceID: deviceID, Username: username, Reason: reason})
+}
+
+// lockEvent returns ctx for the store call that locks an account.
+func (s *Service) lockEvent(ctx context.Context, deviceID, username string, now time.Time) context.Context {
+	return auth.Recording(ctx, s.event(ctx, auth.EventLockout, deviceID, username, now, "too many failed logins"))
+}
+
 // ForgetStaleFailures deletes failure counts untouched for FailureMemory
 // (and not locked), in batches, and returns how many. Guesses at random
 // usernames would otherwise pile up rows forever.
@@ -250,7 +288,7 @@ func (s *Service) ForgetStaleFailures(ctx context.Context) (int64, error) {
 
 // Unlock ends a login lockout and forgets the account's failures.
 func (s *Service) Unlock(ctx context.Context, deviceID, username string) error {
-	had, err := s.store.ResetLoginFailures(ctx, deviceID, username)
+	had, err := s.store.ResetLoginFailures(s.recording(ctx, auth.EventUnlock, deviceID, username, ""), deviceID, username)
 	if err != nil {
 		return err
 	}
@@ -267,7 +305,11 @@ func (s *Service) AddUser(ctx context.Context, deviceID, username, pw string, is
 	if err != nil {
 		return auth.User{}, err
 	}
-	u, err := s.store.AddUser(ctx, deviceID, username, hash, isAdmin)
+	reason := ""
+	if isAdmin {
+		reason = "admin"
+	}
+	u, err := s.store.AddUser(s.recording(ctx, auth.EventUserAdded, deviceID, username, reason), deviceID, username, hash, isAdmin)
 	if err != nil {
 		return auth.User{}, fmt.Errorf("user %s on device %s: %w", username, deviceID, err)
 	}
@@ -285,7 +327,8 @@ func (s *Service) SetPassword(ctx context.Context, deviceID, username, pw string
 	if err != nil {
 		return 0, err
 	}
-	_, revoked, err := s.store.SetPassword(ctx, deviceID, username, hash, s.now())
+	now := s.now()
+	_, revoked, err := s.store.SetPassword(s.recording(ctx, auth.EventPasswordChanged, deviceID, username, ""), deviceID, username, hash, now)
 	if err != nil {
 		return 0, fmt.Errorf("user %s on device %s: %w", username, deviceID, err)
 	}
@@ -296,7 +339,7 @@ func (s *Service) SetPassword(ctx context.Context, deviceID, username, pw string
 // RemoveUser deletes a user and ends its sessions; it returns how many
 // sessions it ended.
 func (s *Service) RemoveUser(ctx context.Context, deviceID, username string) (int64, error) {
-	_, n, err := s.store.RemoveUser(ctx, deviceID, username)
+	_, n, err := s.store.RemoveUser(s.recording(ctx, auth.EventUserRemoved, deviceID, username, ""), deviceID, username)
 	if err != nil {
 		return 0, fmt.Errorf("user %s on device %s: %w", username, deviceID, err)
 	}

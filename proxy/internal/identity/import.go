@@ -79,7 +79,9 @@ func (s *Service) Import(ctx context.Context, lines []ImportLine, update, dryRun
 	if len(bad) > 0 {
 		return auth.ImportResult{}, &ImportError{Lines: bad}
 	}
-	res, err := s.store.ImportUsers(ctx, users, update, !dryRun, s.now())
+	now := s.now()
+	rec := auth.Recording(ctx, auth.Event{Time: now, Type: auth.EventUserImported})
+	res, err := s.store.ImportUsers(rec, users, update, !dryRun, now)
 	if err != nil {
 		return auth.ImportResult{}, fmt.Errorf("import: %w", err)
 	}

@@ -63,7 +63,7 @@ func (s *Service) login(ctx context.Context, req Request) (session.Issued, error
 	// being checked revoked only the sessions that existed then: end the
 	// new one if the account changed under it.
 	if err := s.identity.Confirm(ctx, user); err != nil {
-		if rerr := s.sessions.Revoke(context.WithoutCancel(ctx), issued.Session.ID, "", "proxy",
+		if rerr := s.sessions.Revoke(context.WithoutCancel(ctx), issued.Session.ID, "", "system",
 			"credentials changed during the login"); rerr != nil && !errors.Is(rerr, auth.ErrNotFound) {
 			s.log.Error("could not end a session whose login lost a race", zap.String("session_id", issued.Session.ID), zap.Error(rerr))
 		}

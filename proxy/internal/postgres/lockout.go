@@ -67,14 +67,16 @@ func (s *Store) ReleaseLoginAttempt(ctx context.Context, deviceID, username stri
 // locked keeps its lock.
 func (s *Store) LockAccount(ctx context.Context, deviceID, username string, now time.Time, base, maxLock time.Duration) (time.Time, error) {
 	var until time.Time
-	err := s.pool.QueryRow(ctx, `
+	err := s.change(ctx, func(q Querier) error {
+		return q.QueryRow(ctx, `
 		UPDATE login_failures SET
 			locked_until = $3 + least($4::float8 * power(2, least(lockouts, 30)), $5::float8) * interval '1 second',
 			lockouts = lockouts + 1,
 			updated_at = $3
 		WHERE device_id = $1 AND username = $2 AND (locked_until IS NULL OR locked_until <= $3)
 		RETURNING locked_until`,
-		deviceID, username, now, base.Seconds(), maxLock.Seconds()).Scan(&until)
+			deviceID, username, now, base.Seconds(), maxLock.Seconds()).Scan(&until)
+	})
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return until, wrap("lock account", err)
 	}
@@ -88,11 +90,13 @@ func (s *Store) LockAccount(ctx context.Context, deviceID, username string, now 
 // ResetLoginFailures forgets an account's failures and lockouts (after a
 // successful login, or an operator's unlock).
 func (s *Store) ResetLoginFailures(ctx context.Context, deviceID, username string) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM login_failures WHERE device_id = $1 AND username = $2`, deviceID, username)
-	if err != nil {
-		return false, wrap("reset login failures", err)
-	}
-	return tag.RowsAffected() > 0, nil
+	var had bool
+	err := s.change(ctx, func(q Querier) error {
+		tag, err := q.Exec(ctx, `DELETE FROM login_failures WHERE device_id = $1 AND username = $2`, deviceID, username)
+		had = err == nil && tag.RowsAffected() > 0
+		return err
+	})
+	return had, wrap("reset login failures", err)
 }
 
 // DeleteStaleLoginFailures forgets failure counts not touched since before

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,7 +27,7 @@ func scanSession(row pgx.Row) (auth.Session, error) {
 
 // CreateSession stores a new session.
 func (s *Store) CreateSession(ctx context.Context, sess auth.Session) error {
-	return wrap("create session", insertSession(ctx, s.pool, sess))
+	return wrap("create session", s.change(ctx, func(q Querier) error { return insertSession(ctx, q, sess) }))
 }
 
 // CreateSessionUpgradingHash creates sess and, in the same transaction,
@@ -37,9 +38,11 @@ func (s *Store) CreateSessionUpgradingHash(ctx context.Context, sess auth.Sessio
 		if err := insertSession(ctx, tx, sess); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `UPDATE users SET password_hash = $3, updated_at = $4 WHERE id = $1::uuid AND password_hash = $2`,
-			sess.UserID, old, new, sess.CreatedAt)
-		return err
+		if _, err := tx.Exec(ctx, `UPDATE users SET password_hash = $3, updated_at = $4 WHERE id = $1::uuid AND password_hash = $2`,
+			sess.UserID, old, new, sess.CreatedAt); err != nil {
+			return err
+		}
+		return record(ctx, tx)
 	})
 	return wrap("create session", err)
 }
@@ -82,7 +85,10 @@ func (s *Store) DeleteExpiredSession(ctx context.Context, id string, now time.Ti
 // of several concurrent refreshes of the same generation succeeds; the
 // others get auth.ErrInvalidToken, so one token never forks into two chains.
 func (s *Store) RefreshSession(ctx context.Context, id string, gen int64, now, expiresAt, prevValidUntil time.Time) (auth.Session, error) {
-	sess, err := scanSession(s.pool.QueryRow(ctx, `
+	var sess auth.Session
+	err := s.change(ctx, func(q Querier) error {
+		var err error
+		sess, err = scanSession(q.QueryRow(ctx, `
 		WITH r AS (
 			UPDATE sessions SET generation = generation + 1, prev_valid_until = $4,
 				expires_at = $5, refreshed_at = $3
@@ -90,7 +96,9 @@ func (s *Store) RefreshSession(ctx context.Context, id string, gen int64, now, e
 			RETURNING *
 		)
 		SELECT `+sessionColumns+` FROM r s LEFT JOIN users u ON u.id = s.user_id`,
-		id, gen, now, prevValidUntil, expiresAt))
+			id, gen, now, prevValidUntil, expiresAt))
+		return err
+	})
 	if err == pgx.ErrNoRows {
 		return auth.Session{}, auth.ErrInvalidToken
 	}
@@ -100,24 +108,32 @@ func (s *Store) RefreshSession(ctx context.Context, id string, gen int64, now, e
 // RevokeSession revokes one session at now. With deviceID set, it only
 // revokes a session of that device (auth.ErrNotFound otherwise).
 func (s *Store) RevokeSession(ctx context.Context, id, deviceID string, now time.Time) error {
-	tag, err := s.pool.Exec(ctx, `
-		UPDATE sessions SET revoked_at = $2
-		WHERE id = $1 AND ($3 = '' OR device_id = $3) AND revoked_at IS NULL AND expires_at > $2`,
-		id, now, deviceID)
-	if err != nil {
-		return wrap("revoke session", err)
+	err := s.change(ctx, func(q Querier) error {
+		tag, err := q.Exec(ctx, `
+			UPDATE sessions SET revoked_at = $2
+			WHERE id = $1 AND ($3 = '' OR device_id = $3) AND revoked_at IS NULL AND expires_at > $2`,
+			id, now, deviceID)
+		if err == nil && tag.RowsAffected() == 0 {
+			return auth.ErrNotFound // and no event: nothing changed
+		}
+		return err
+	})
+	if errors.Is(err, auth.ErrNotFound) {
+		return err
 	}
-	if tag.RowsAffected() == 0 {
-		return auth.ErrNotFound
-	}
-	return nil
+	return wrap("revoke session", err)
 }
 
 // RevokeDevice revokes the live sessions of a device, or of one user of it
 // when username is not empty, and returns how many.
 func (s *Store) RevokeDevice(ctx context.Context, deviceID, username string, now time.Time) (int64, error) {
-	n, err := revokeWhere(ctx, s.pool, `device_id = $2 AND ($3 = '' OR user_id = (
-		SELECT id FROM users WHERE device_id = $2 AND username = $3))`, now, deviceID, username)
+	var n int64
+	err := s.change(ctx, func(q Querier) error {
+		var err error
+		n, err = revokeWhere(ctx, q, `device_id = $2 AND ($3 = '' OR user_id = (
+			SELECT id FROM users WHERE device_id = $2 AND username = $3))`, now, deviceID, username)
+		return err
+	})
 	return n, wrap("revoke device sessions", err)
 }
 

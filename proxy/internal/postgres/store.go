@@ -30,12 +30,15 @@ func (s *Store) AddUser(ctx context.Context, deviceID, username, passwordHash st
 		if _, err := tx.Exec(ctx, `INSERT INTO devices (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`, deviceID); err != nil {
 			return err
 		}
-		return tx.QueryRow(ctx, `
+		if err := tx.QueryRow(ctx, `
 			INSERT INTO users (device_id, username, password_hash, is_admin)
 			VALUES ($1, $2, $3, $4)
 			RETURNING id::text, device_id, username, is_admin, created_at`,
 			deviceID, username, passwordHash, isAdmin,
-		).Scan(&u.ID, &u.DeviceID, &u.Username, &u.IsAdmin, &u.CreatedAt)
+		).Scan(&u.ID, &u.DeviceID, &u.Username, &u.IsAdmin, &u.CreatedAt); err != nil {
+			return err
+		}
+		return record(ctx, tx)
 	})
 	return u, wrap("add user", err)
 }
@@ -66,8 +69,10 @@ func (s *Store) SetPassword(ctx context.Context, deviceID, username, passwordHas
 		if err != nil {
 			return err
 		}
-		revoked, err = revokeWhere(ctx, tx, "user_id = $2::uuid", now, u.ID)
-		return err
+		if revoked, err = revokeWhere(ctx, tx, "user_id = $2::uuid", now, u.ID); err != nil {
+			return err
+		}
+		return record(ctx, tx)
 	})
 	return u, revoked, wrap("set password", err)
 }
@@ -90,8 +95,10 @@ func (s *Store) RemoveUser(ctx context.Context, deviceID, username string) (auth
 			return err
 		}
 		sessions = tag.RowsAffected()
-		_, err = tx.Exec(ctx, `DELETE FROM users WHERE id = $1::uuid`, u.ID)
-		return err
+		if _, err = tx.Exec(ctx, `DELETE FROM users WHERE id = $1::uuid`, u.ID); err != nil {
+			return err
+		}
+		return record(ctx, tx)
 	})
 	return u, sessions, wrap("remove user", err)
 }
@@ -130,6 +137,9 @@ func (s *Store) ImportUsers(ctx context.Context, users []auth.ImportedUser, upda
 				return err
 			case tag.RowsAffected() == 1:
 				res.Imported++
+				if err := recordFor(ctx, tx, u.DeviceID, u.Username, "imported"); err != nil {
+					return err
+				}
 				continue
 			case !update:
 				res.Skipped++
@@ -148,6 +158,9 @@ func (s *Store) ImportUsers(ctx context.Context, users []auth.ImportedUser, upda
 				return err
 			}
 			res.Updated++
+			if err := recordFor(ctx, tx, u.DeviceID, u.Username, "replaced"); err != nil {
+				return err
+			}
 		}
 		if !commit {
 			return errDryRun

@@ -107,7 +107,9 @@ func (m *Manager) Create(ctx context.Context, user auth.User, client Client) (Is
 			return m.store.CreateSessionUpgradingHash(ctx, s, user.PasswordHash, user.UpgradedHash)
 		}
 	}
-	if err := create(ctx, s); err != nil {
+	rec := auth.Recording(ctx, auth.Event{Time: now, Type: auth.EventLogin, DeviceID: s.DeviceID, Username: s.Username,
+		SessionID: s.ID, By: s.Username, ClientAddr: s.ClientAddr})
+	if err := create(rec, s); err != nil {
 		return Issued{}, fmt.Errorf("create session: %w", err)
 	}
 	m.cfg.Metrics.Session("created", 1)
@@ -186,7 +188,7 @@ func (m *Manager) check(ctx context.Context, s auth.Session, claims token.Claims
 		return Caller{}, m.refuse(s.ID, s.DeviceID, "token generation unknown", auth.ErrInvalidToken)
 	case !s.AcceptsGeneration(claims.Generation, now):
 		return Caller{}, m.refuse(s.ID, s.DeviceID, "token superseded by a refresh",
-			&supersededError{sessionID: s.ID, deviceID: s.DeviceID})
+			&supersededError{sessionID: s.ID, deviceID: s.DeviceID, username: s.Username})
 	}
 	if ce := m.log.Check(zap.DebugLevel, "session found"); ce != nil {
 		ce.Write(zap.String("device_id", s.DeviceID), zap.String("session_id", s.ID))
@@ -238,7 +240,7 @@ func (m *Manager) refuseWith(level zapcore.Level, msg, sessionID, deviceID, why 
 // supersededError is the refusal of a token that a refresh replaced and
 // whose grace has passed: presented for another refresh, it is a reused
 // refresh token (see RefreshToken).
-type supersededError struct{ sessionID, deviceID string }
+type supersededError struct{ sessionID, deviceID, username string }
 
 func (e *supersededError) Error() string { return "token superseded by a refresh" }
 func (e *supersededError) Unwrap() error { return auth.ErrInvalidToken }
@@ -253,7 +255,10 @@ func (m *Manager) RefreshToken(ctx context.Context, raw string) (Issued, error) 
 	c, err := m.Authenticate(ctx, raw)
 	var reused *supersededError
 	if errors.As(err, &reused) {
-		if rerr := m.store.RevokeSession(context.WithoutCancel(ctx), reused.sessionID, "", m.now()); rerr != nil && !errors.Is(rerr, auth.ErrNotFound) {
+		rec := auth.Recording(context.WithoutCancel(ctx), auth.Event{Time: m.now(), Type: auth.EventRefreshReused,
+			DeviceID: reused.deviceID, Username: reused.username, SessionID: reused.sessionID, By: "system",
+			Reason: "a refresh token presented again after its grace"})
+		if rerr := m.store.RevokeSession(rec, reused.sessionID, "", m.now()); rerr != nil && !errors.Is(rerr, auth.ErrNotFound) {
 			return Issued{}, fmt.Errorf("revoke a session whose refresh token was reused: %w", rerr)
 		}
 		m.cfg.Cache.Evict(reused.sessionID)
@@ -279,7 +284,9 @@ func (m *Manager) Refresh(ctx context.Context, c Caller) (Issued, error) {
 		// it must not start a second chain.
 		return Issued{}, m.refuse(c.Session.ID, c.Session.DeviceID, "refresh of a superseded token", auth.ErrInvalidToken)
 	}
-	s, err := m.store.RefreshSession(ctx, c.Session.ID, c.TokenGeneration, now,
+	rec := auth.Recording(ctx, auth.Event{Time: now, Type: auth.EventRefresh, DeviceID: c.Session.DeviceID,
+		Username: c.Session.Username, SessionID: c.Session.ID, By: c.Session.Username})
+	s, err := m.store.RefreshSession(rec, c.Session.ID, c.TokenGeneration, now,
 		m.expiry(c.Session.CreatedAt, now), now.Add(m.cfg.RefreshGrace))
 	m.cfg.Cache.Evict(c.Session.ID)
 	if errors.Is(err, auth.ErrInvalidToken) {
@@ -300,7 +307,10 @@ func (m *Manager) Refresh(ctx context.Context, c Caller) (Issued, error) {
 
 // Logout ends the caller's session at once.
 func (m *Manager) Logout(ctx context.Context, c Caller) error {
-	err := m.store.RevokeSession(ctx, c.Session.ID, "", m.now())
+	now := m.now()
+	rec := auth.Recording(ctx, auth.Event{Time: now, Type: auth.EventLogout, DeviceID: c.Session.DeviceID,
+		Username: c.Session.Username, SessionID: c.Session.ID, By: c.Session.Username})
+	err := m.store.RevokeSession(rec, c.Session.ID, "", now)
 	m.cfg.Cache.Evict(c.Session.ID)
 	if err != nil && !errors.Is(err, auth.ErrNotFound) {
 		return fmt.Errorf("logout: %w", err)
@@ -315,7 +325,9 @@ func (m *Manager) Logout(ctx context.Context, c Caller) error {
 // device: another device's session is auth.ErrNotFound. by and reason are
 // logged for operators.
 func (m *Manager) Revoke(ctx context.Context, id, deviceID, by, reason string) error {
-	err := m.store.RevokeSession(ctx, id, deviceID, m.now())
+	now := m.now()
+	rec := auth.Recording(ctx, auth.Event{Time: now, Type: auth.EventRevoke, DeviceID: deviceID, SessionID: id, By: by, Reason: reason})
+	err := m.store.RevokeSession(rec, id, deviceID, now)
 	if err != nil {
 		return fmt.Errorf("revoke session: %w", err)
 	}
@@ -329,7 +341,9 @@ func (m *Manager) Revoke(ctx context.Context, id, deviceID, by, reason string) e
 // RevokeDevice ends the live sessions of a device, or of one of its users
 // when username is not empty, and returns how many it ended.
 func (m *Manager) RevokeDevice(ctx context.Context, deviceID, username, by, reason string) (int64, error) {
-	n, err := m.store.RevokeDevice(ctx, deviceID, username, m.now())
+	now := m.now()
+	rec := auth.Recording(ctx, auth.Event{Time: now, Type: auth.EventRevoke, DeviceID: deviceID, Username: username, By: by, Reason: reason})
+	n, err := m.store.RevokeDevice(rec, deviceID, username, now)
 	if err != nil {
 		return 0, fmt.Errorf("revoke device sessions: %w", err)
 	}

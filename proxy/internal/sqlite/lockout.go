@@ -82,7 +82,10 @@ func (s *Store) LockAccount(ctx context.Context, deviceID, username string, now 
 			UPDATE login_failures SET locked_until = ?3, lockouts = lockouts + 1, updated_at = ?4
 			WHERE device_id = ?1 AND username = ?2`,
 			deviceID, username, end, micros(now))
-		return err
+		if err != nil {
+			return err
+		}
+		return record(ctx, tx) // only when this call locked it
 	})
 	return until, wrap("lock account", err)
 }
@@ -103,12 +106,13 @@ func lockoutDuration(base, maxLock time.Duration, lockouts int64) time.Duration 
 // ResetLoginFailures forgets an account's failures and lockouts (after a
 // successful login, or an operator's unlock).
 func (s *Store) ResetLoginFailures(ctx context.Context, deviceID, username string) (bool, error) {
-	res, err := s.write.ExecContext(ctx, `DELETE FROM login_failures WHERE device_id = ?1 AND username = ?2`, deviceID, username)
-	n, err := affected(res, err)
-	if err != nil {
-		return false, wrap("reset login failures", err)
-	}
-	return n > 0, nil
+	var had bool
+	err := s.change(ctx, func(q execer) error {
+		n, err := affected(q.ExecContext(ctx, `DELETE FROM login_failures WHERE device_id = ?1 AND username = ?2`, deviceID, username))
+		had = n > 0
+		return err
+	})
+	return had, wrap("reset login failures", err)
 }
 
 // DeleteStaleLoginFailures forgets failure counts not touched since before

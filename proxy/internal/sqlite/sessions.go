@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"time"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
@@ -26,7 +27,7 @@ func scanSession(row rowScanner) (auth.Session, error) {
 
 // CreateSession stores a new session.
 func (s *Store) CreateSession(ctx context.Context, sess auth.Session) error {
-	return wrap("create session", insertSession(ctx, s.write, sess))
+	return wrap("create session", s.change(ctx, func(q execer) error { return insertSession(ctx, q, sess) }))
 }
 
 // CreateSessionUpgradingHash creates sess and, in the same transaction,
@@ -37,9 +38,11 @@ func (s *Store) CreateSessionUpgradingHash(ctx context.Context, sess auth.Sessio
 		if err := insertSession(ctx, tx, sess); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ?3, updated_at = ?4 WHERE id = ?1 AND password_hash = ?2`,
-			sess.UserID, old, new, micros(sess.CreatedAt))
-		return err
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ?3, updated_at = ?4 WHERE id = ?1 AND password_hash = ?2`,
+			sess.UserID, old, new, micros(sess.CreatedAt)); err != nil {
+			return err
+		}
+		return record(ctx, tx)
 	})
 	return wrap("create session", err)
 }
@@ -102,7 +105,10 @@ func (s *Store) RefreshSession(ctx context.Context, id string, gen int64, now, e
 		sess, err = scanSession(tx.QueryRowContext(ctx, `
 			SELECT `+sessionColumns+` FROM sessions s LEFT JOIN users u ON u.id = s.user_id
 			WHERE s.id = ?1`, id))
-		return err
+		if err != nil {
+			return err
+		}
+		return record(ctx, tx)
 	})
 	if err == auth.ErrInvalidToken {
 		return auth.Session{}, err
@@ -113,25 +119,32 @@ func (s *Store) RefreshSession(ctx context.Context, id string, gen int64, now, e
 // RevokeSession revokes one session at now. With deviceID set, it only
 // revokes a session of that device (auth.ErrNotFound otherwise).
 func (s *Store) RevokeSession(ctx context.Context, id, deviceID string, now time.Time) error {
-	res, err := s.write.ExecContext(ctx, `
-		UPDATE sessions SET revoked_at = ?2
-		WHERE id = ?1 AND (?3 = '' OR device_id = ?3) AND revoked_at IS NULL AND expires_at > ?2`,
-		id, micros(now), deviceID)
-	n, err := affected(res, err)
-	if err != nil {
-		return wrap("revoke session", err)
+	err := s.change(ctx, func(q execer) error {
+		n, err := affected(q.ExecContext(ctx, `
+			UPDATE sessions SET revoked_at = ?2
+			WHERE id = ?1 AND (?3 = '' OR device_id = ?3) AND revoked_at IS NULL AND expires_at > ?2`,
+			id, micros(now), deviceID))
+		if err == nil && n == 0 {
+			return auth.ErrNotFound // and no event: nothing changed
+		}
+		return err
+	})
+	if errors.Is(err, auth.ErrNotFound) {
+		return err
 	}
-	if n == 0 {
-		return auth.ErrNotFound
-	}
-	return nil
+	return wrap("revoke session", err)
 }
 
 // RevokeDevice revokes the live sessions of a device, or of one user of it
 // when username is not empty, and returns how many.
 func (s *Store) RevokeDevice(ctx context.Context, deviceID, username string, now time.Time) (int64, error) {
-	n, err := revokeWhere(ctx, s.write, `device_id = ?2 AND (?3 = '' OR user_id = (
-		SELECT id FROM users WHERE device_id = ?2 AND username = ?3))`, now, deviceID, username)
+	var n int64
+	err := s.change(ctx, func(q execer) error {
+		var err error
+		n, err = revokeWhere(ctx, q, `device_id = ?2 AND (?3 = '' OR user_id = (
+			SELECT id FROM users WHERE device_id = ?2 AND username = ?3))`, now, deviceID, username)
+		return err
+	})
 	return n, wrap("revoke device sessions", err)
 }
 

@@ -45,7 +45,10 @@ func (s *Store) AddUser(ctx context.Context, deviceID, username, passwordHash st
 			INSERT INTO users (id, device_id, username, password_hash, is_admin, created_at, updated_at)
 			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)`,
 			u.ID, deviceID, username, passwordHash, isAdmin, now)
-		return err
+		if err != nil {
+			return err
+		}
+		return record(ctx, tx)
 	})
 	if err != nil {
 		return auth.User{}, wrap("add user", err)
@@ -73,6 +76,9 @@ func (s *Store) ImportUsers(ctx context.Context, users []auth.ImportedUser, upda
 				return err
 			case n == 1:
 				res.Imported++
+				if err := recordFor(ctx, tx, u.DeviceID, u.Username, "imported"); err != nil {
+					return err
+				}
 				continue
 			case !update:
 				res.Skipped++
@@ -91,6 +97,9 @@ func (s *Store) ImportUsers(ctx context.Context, users []auth.ImportedUser, upda
 				return err
 			}
 			res.Updated++
+			if err := recordFor(ctx, tx, u.DeviceID, u.Username, "replaced"); err != nil {
+				return err
+			}
 		}
 		if !commit {
 			return errDryRun
@@ -130,8 +139,10 @@ func (s *Store) SetPassword(ctx context.Context, deviceID, username, passwordHas
 		if err != nil {
 			return err
 		}
-		revoked, err = revokeWhere(ctx, tx, "user_id = ?2", now, u.ID)
-		return err
+		if revoked, err = revokeWhere(ctx, tx, "user_id = ?2", now, u.ID); err != nil {
+			return err
+		}
+		return record(ctx, tx)
 	})
 	return u, revoked, wrap("set password", err)
 }
@@ -157,8 +168,10 @@ func (s *Store) RemoveUser(ctx context.Context, deviceID, username string) (auth
 			return err
 		}
 		// The revoked sessions go by the foreign key's cascade.
-		_, err = tx.ExecContext(ctx, `DELETE FROM users WHERE id = ?1`, u.ID)
-		return err
+		if _, err = tx.ExecContext(ctx, `DELETE FROM users WHERE id = ?1`, u.ID); err != nil {
+			return err
+		}
+		return record(ctx, tx)
 	})
 	return u, sessions, wrap("remove user", err)
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/authsidecar/authsidecar/proxy/internal/audit"
 	"github.com/authsidecar/authsidecar/proxy/internal/identity"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
 )
@@ -16,6 +17,7 @@ import (
 type Store interface {
 	session.Store
 	identity.Store
+	audit.Store
 	Ping(ctx context.Context) error
 	// SigningKeyPEM returns the signing key kept in the store, made with
 	// generate on first use (one key for every replica).

@@ -88,6 +88,28 @@ func calls(s store.Store) map[string]func(context.Context) error {
 			_, err := s.DeleteStaleLoginFailures(ctx, now, now, 10)
 			return err
 		},
+		"ImportUsers": func(ctx context.Context) error {
+			_, err := s.ImportUsers(ctx, []auth.ImportedUser{{DeviceID: "dev", Username: "u", PasswordHash: "h"}}, false, true, now)
+			return err
+		},
+		"CreateSessionUpgradingHash": func(ctx context.Context) error {
+			return s.CreateSessionUpgradingHash(ctx, auth.Session{ID: "s", DeviceID: "dev", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, "a", "b")
+		},
+		"RecordEvent": func(ctx context.Context) error {
+			return s.RecordEvent(ctx, auth.Event{Time: now, Type: auth.EventLoginFailed})
+		},
+		"ListEvents": func(ctx context.Context) error {
+			_, err := s.ListEvents(ctx, auth.EventFilter{})
+			return err
+		},
+		"DeleteEventsBefore": func(ctx context.Context) error {
+			_, err := s.DeleteEventsBefore(ctx, now, 10)
+			return err
+		},
+		"CreateSession (recorded)": func(ctx context.Context) error {
+			return s.CreateSession(auth.Recording(ctx, auth.Event{Time: now, Type: auth.EventLogin}),
+				auth.Session{ID: "s", DeviceID: "dev", CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+		},
 		"TryExclusive": func(ctx context.Context) error {
 			release, _, err := s.TryExclusive(ctx, "janitor")
 			if release != nil {
