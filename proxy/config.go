@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/gateway"
+	"github.com/authsidecar/authsidecar/proxy/internal/keyseal"
 	"github.com/authsidecar/authsidecar/proxy/internal/token"
 )
 
@@ -42,10 +43,13 @@ type config struct {
 	PublicRoutes     string        `env:"PUBLIC_ROUTES" help:"ServeMux patterns ([METHOD ]/path, comma-separated) forwarded without a token"`
 	AdminRoutes      string        `env:"ADMIN_ROUTES" help:"ServeMux patterns forwarded for admin sessions only"`
 
+	SigningKeyEncryptionKeyFile string `env:"SIGNING_KEY_ENCRYPTION_KEY_FILE" help:"file of 32 random bytes (raw, hex or base64) that encrypts the signing key kept in the store; unused with SIGNING_KEY_FILE"`
+
 	upstream    *url.URL       // parsed UpstreamURL
 	logLevel    zapcore.Level  // parsed LogLevel
 	signingKeys []token.Key    // read from SigningKeyFile, when set
 	rules       *gateway.Rules // compiled PublicRoutes and AdminRoutes
+	keySeal     *keyseal.Key   // read from SigningKeyEncryptionKeyFile, when set
 }
 
 // maxHeapFloorMiB bounds GC_HEAP_FLOOR_MIB: the floor is garbage the
@@ -172,6 +176,23 @@ func (c *config) validate() error {
 			return bad("SIGNING_KEY_FILE", "%s: %v", c.SigningKeyFile, err)
 		}
 		c.signingKeys = keys
+	}
+	if c.SigningKeyEncryptionKeyFile != "" {
+		// Read now, like the key file: a key that cannot open the stored
+		// signing key must stop the program, never let it make a new one.
+		data, err := os.ReadFile(c.SigningKeyEncryptionKeyFile)
+		if err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return bad("SIGNING_KEY_ENCRYPTION_KEY_FILE", "cannot read %s: %v", c.SigningKeyEncryptionKeyFile, err)
+		}
+		k, err := keyseal.ParseKey(data)
+		if err != nil {
+			return bad("SIGNING_KEY_ENCRYPTION_KEY_FILE", "%s: %v", c.SigningKeyEncryptionKeyFile, err)
+		}
+		c.keySeal = k
 	}
 	return nil
 }
