@@ -229,8 +229,8 @@ func (a *app) signer(ctx context.Context) (*token.Signer, error) {
 			// An install from before the setting: the store cannot
 			// replace a key, and a new one would log every headset out.
 			a.log.Warn("the signing key in the database is stored unencrypted; "+encVar+" protects only a key generated with it. "+
-				"To rotate it, move to SIGNING_KEY_FILE or delete the row of signing_keys and restart every replica "+
-				"(see docs/security.md, \"Keys\")", zap.String("encryption_key_id", seal.ID()))
+				"To replace it, move to SIGNING_KEY_FILE, or stop every replica, delete the row of signing_keys and start them "+
+				"(every headset logs in again; see docs/security.md, \"Keys\")", zap.String("encryption_key_id", seal.ID()))
 		}
 		keys, err = token.ParsePEM(plain)
 		if err != nil {
