@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/identity"
+	"github.com/authsidecar/authsidecar/proxy/internal/keyseal"
 	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
 	"github.com/authsidecar/authsidecar/proxy/internal/password"
 	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
@@ -167,23 +168,71 @@ func (a *app) ready(ctx context.Context) error {
 	return nil
 }
 
+// signingKeyPurpose binds a sealed signing key to its use (see keyseal).
+const signingKeyPurpose = "authsidecar proxy token signing key"
+
 // signer loads the signing keys: from SIGNING_KEY_FILE when set, else the
-// generated key kept in the database (made on first start).
+// generated key kept in the database (made on first start). With
+// SIGNING_KEY_ENCRYPTION_KEY_FILE, the generated key is sealed before it is
+// stored, so the database holds no key it could sign with on its own.
 func (a *app) signer(ctx context.Context) (*token.Signer, error) {
-	keys := a.cfg.signingKeys
+	const encVar = "SIGNING_KEY_ENCRYPTION_KEY_FILE"
+	keys, seal := a.cfg.signingKeys, a.cfg.keySeal
+	if keys != nil && seal != nil {
+		a.log.Info(encVar + " has no effect: the signing keys come from SIGNING_KEY_FILE")
+	}
 	if keys == nil {
-		pem, err := a.store.SigningKeyPEM(ctx, func() (string, []byte, error) {
+		if f := a.cfg.SigningKeyEncryptionKeyFile; f != "" {
+			// The same rule as for SIGNING_KEY_FILE: this key is as good
+			// as the signing key to whoever also reads the database.
+			if fi, err := os.Stat(f); err == nil && fi.Mode().Perm()&0o027 != 0 {
+				a.log.Warn(encVar+" is readable or writable by others; restrict it (chmod 600)",
+					zap.String("path", f), zap.String("mode", fi.Mode().Perm().String()))
+			}
+		}
+		stored, err := a.store.SigningKeyPEM(ctx, func() (string, []byte, error) {
 			k, err := token.GenerateKey()
 			if err != nil {
 				return "", nil, err
 			}
 			p, err := k.MarshalPEM()
+			if err == nil && seal != nil {
+				p = seal.Seal(p, signingKeyPurpose)
+			}
 			return k.ID, p, err
 		})
 		if err != nil {
 			return nil, err
 		}
-		keys, err = token.ParsePEM(pem)
+		plain := stored
+		switch sealed := keyseal.IsSealed(stored); {
+		case sealed && seal == nil:
+			// Never generate a key in its place: every token would stop
+			// working, and the sealed key would still be there.
+			which := "the key"
+			if id := keyseal.SealedBy(stored); id != "" {
+				which = "the key of id " + id
+			}
+			return nil, &settingError{Var: encVar, Err: fmt.Errorf(
+				"unset, but the signing key in the database is encrypted; set it to the file of %s", which)}
+		case sealed:
+			plain, err = seal.Open(stored, signingKeyPurpose)
+			if errors.Is(err, keyseal.ErrWrongKey) {
+				return nil, &settingError{Var: encVar, Err: fmt.Errorf("%s cannot decrypt the signing key in the database: %w",
+					a.cfg.SigningKeyEncryptionKeyFile, err)}
+			}
+			if err != nil {
+				return nil, fmt.Errorf("stored signing key: %w", err)
+			}
+			a.log.Info("signing key in the database is encrypted", zap.String("encryption_key_id", seal.ID()))
+		case seal != nil:
+			// An install from before the setting: the store cannot
+			// replace a key, and a new one would log every headset out.
+			a.log.Warn("the signing key in the database is stored unencrypted; "+encVar+" protects only a key generated with it. "+
+				"To replace it, move to SIGNING_KEY_FILE, or stop every replica, delete the row of signing_keys and start them "+
+				"(every headset logs in again; see docs/security.md, \"Keys\")", zap.String("encryption_key_id", seal.ID()))
+		}
+		keys, err = token.ParsePEM(plain)
 		if err != nil {
 			return nil, fmt.Errorf("stored signing key: %w", err)
 		}

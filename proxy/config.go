@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/gateway"
+	"github.com/authsidecar/authsidecar/proxy/internal/keyseal"
 	"github.com/authsidecar/authsidecar/proxy/internal/token"
 )
 
@@ -45,11 +46,14 @@ type config struct {
 	TrustedProxies   string        `env:"TRUSTED_PROXIES" help:"CIDRs of the proxies in front whose X-Forwarded-For names the client (comma-separated)"`
 	AuditRetention   time.Duration `env:"AUDIT_RETENTION" envDefault:"8760h" help:"how long audit events are kept; 0 keeps them forever"`
 
+	SigningKeyEncryptionKeyFile string `env:"SIGNING_KEY_ENCRYPTION_KEY_FILE" help:"file of 32 random bytes (raw, hex or base64) that encrypts the signing key kept in the store; unused with SIGNING_KEY_FILE"`
+
 	upstream    *url.URL       // parsed UpstreamURL
 	logLevel    zapcore.Level  // parsed LogLevel
 	signingKeys []token.Key    // read from SigningKeyFile, when set
 	rules       *gateway.Rules // compiled PublicRoutes and AdminRoutes
 	trusted     []netip.Prefix // parsed TrustedProxies
+	keySeal     *keyseal.Key   // read from SigningKeyEncryptionKeyFile, when set
 }
 
 // maxHeapFloorMiB bounds GC_HEAP_FLOOR_MIB: the floor is garbage the
@@ -182,6 +186,23 @@ func (c *config) validate() error {
 			return bad("SIGNING_KEY_FILE", "%s: %v", c.SigningKeyFile, err)
 		}
 		c.signingKeys = keys
+	}
+	if c.SigningKeyEncryptionKeyFile != "" {
+		// Read now, like the key file: a key that cannot open the stored
+		// signing key must stop the program, never let it make a new one.
+		data, err := os.ReadFile(c.SigningKeyEncryptionKeyFile)
+		if err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return bad("SIGNING_KEY_ENCRYPTION_KEY_FILE", "cannot read %s: %v", c.SigningKeyEncryptionKeyFile, err)
+		}
+		k, err := keyseal.ParseKey(data)
+		if err != nil {
+			return bad("SIGNING_KEY_ENCRYPTION_KEY_FILE", "%s: %v", c.SigningKeyEncryptionKeyFile, err)
+		}
+		c.keySeal = k
 	}
 	return nil
 }

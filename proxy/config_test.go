@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -44,6 +46,15 @@ func TestConfigRejectsBadSettings(t *testing.T) {
 	dir := t.TempDir()
 	junk := filepath.Join(dir, "junk.pem")
 	if err := os.WriteFile(junk, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Encryption keys of the wrong size or kind: 16 random bytes in
+	// base64, and a 32-character password.
+	shortKey, passwordKey := filepath.Join(dir, "short.key"), filepath.Join(dir, "password.key")
+	if err := os.WriteFile(shortKey, []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xa7}, 16))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(passwordKey, []byte("correct-horse-battery-staple-123"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ name, value string }{
@@ -91,6 +102,11 @@ func TestConfigRejectsBadSettings(t *testing.T) {
 		{"LOG_LEVEL", "fatal"},
 		{"SIGNING_KEY_FILE", filepath.Join(dir, "missing.pem")},
 		{"SIGNING_KEY_FILE", junk},
+		{"SIGNING_KEY_ENCRYPTION_KEY_FILE", filepath.Join(dir, "missing.key")},
+		{"SIGNING_KEY_ENCRYPTION_KEY_FILE", dir},
+		{"SIGNING_KEY_ENCRYPTION_KEY_FILE", junk},
+		{"SIGNING_KEY_ENCRYPTION_KEY_FILE", shortKey},
+		{"SIGNING_KEY_ENCRYPTION_KEY_FILE", passwordKey},
 	} {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
 			t.Parallel()
@@ -100,7 +116,7 @@ func TestConfigRejectsBadSettings(t *testing.T) {
 			if !errors.As(err, &se) || se.Var != tc.name {
 				t.Fatalf("got %v, want a settingError naming %s", err, tc.name)
 			}
-			if strings.Contains(err.Error(), "secret") {
+			if strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "horse") {
 				t.Fatalf("error echoes a password: %v", err)
 			}
 			if strings.Contains(err.Error(), "\n") {
@@ -159,6 +175,36 @@ func TestConfigReadsSigningKeys(t *testing.T) {
 	}
 	if len(c.signingKeys) != 2 {
 		t.Fatalf("%d keys read, want 2", len(c.signingKeys))
+	}
+}
+
+// TestConfigReadsSigningKeyEncryptionKey: the key file is read at start in
+// each of its forms, and the same bytes give the same key whatever the form.
+func TestConfigReadsSigningKeyEncryptionKey(t *testing.T) {
+	t.Parallel()
+	raw := bytes.Repeat([]byte{0x00, 0xff, 0x5a, 0xc3}, 8) // not all printable: random-looking
+	dir := t.TempDir()
+	var ids []string
+	for name, data := range map[string][]byte{
+		"raw.key":    raw,
+		"hex.key":    []byte(hex.EncodeToString(raw) + "\n"),
+		"base64.key": []byte(base64.StdEncoding.EncodeToString(raw) + "\n"),
+	} {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := loadConfig(map[string]string{"DATABASE_URL": testDB, "SIGNING_KEY_ENCRYPTION_KEY_FILE": path})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if c.keySeal == nil {
+			t.Fatalf("%s: no key read", name)
+		}
+		ids = append(ids, c.keySeal.ID())
+	}
+	if ids[0] != ids[1] || ids[1] != ids[2] {
+		t.Fatalf("one key, three forms, key ids %v", ids)
 	}
 }
 

@@ -3,12 +3,15 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	stdlog "log"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -48,6 +51,7 @@ type callerKey struct{}
 type caller struct {
 	session auth.Session
 	named   bool
+	body    *clientBody // nil for a request without a body
 }
 
 // forwarder returns the one handler that sends authenticated requests to
@@ -87,7 +91,12 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, s auth.Session
 		// closed when the session ends.
 		w = &tunnelWriter{ResponseWriter: w, tunnels: &g.tunnels, session: s}
 	}
-	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, caller{s, named})))
+	var body *clientBody
+	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		body = &clientBody{ReadCloser: r.Body}
+		r.Body = body
+	}
+	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, caller{s, named, body})))
 }
 
 // bufferPool lends ReverseProxy its copy buffers from a sync.Pool.
@@ -98,9 +107,46 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
 func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
 
+// clientBody is a forwarded request's body. The transport reads it while it
+// sends the request, and when the client breaks it (a malformed chunk, a
+// body cut short, a client gone mid-upload) fails as if the upstream had,
+// or, when the client's connection ended with it, as a canceled request.
+// clientBody remembers the break, so that upstreamError answers for what it
+// is.
+type clientBody struct {
+	io.ReadCloser
+	broken atomic.Bool
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.broken.Store(true)
+		err = clientFault{err}
+	}
+	return n, err
+}
+
+// clientFault is a broken body's error as the transport returns it: the
+// metrics transport does not count it against the upstream.
+type clientFault struct{ error }
+
+func (e clientFault) Unwrap() error     { return e.error }
+func (e clientFault) ClientFault() bool { return true }
+
+// errBadBody is the answer to a request whose body could not be read.
+var errBadBody = auth.InvalidInputf("the request body is malformed or was cut short")
+
 // upstreamError answers when the upstream cannot be reached: 504 when it
-// took too long, 502 otherwise.
+// took too long, 502 otherwise. A request whose own body broke on the way
+// is the client's fault: 400, logged like any refused request.
 func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	// The transport has stopped reading the body by now: it waits for its
+	// writer before it returns an error.
+	if c, _ := r.Context().Value(callerKey{}).(caller); c.body != nil && c.body.broken.Load() {
+		g.writeError(w, r, fmt.Errorf("%w: %w", errBadBody, err))
+		return
+	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return // the client went away
 	}

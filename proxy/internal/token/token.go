@@ -21,8 +21,11 @@ package token
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -69,6 +72,8 @@ var (
 	errGeneration     = reason("missing or negative gen")
 	errIssuedInFuture = reason("issued in the future")
 	errNotYetValid    = reason("not valid yet")
+	errDate           = reason("exp, iat or nbf not whole seconds as a number")
+	errClaimName      = reason("claim named twice or in another case")
 )
 
 func reason(why string) error { return fmt.Errorf("%w: %s", ErrInvalid, why) }
@@ -195,6 +200,96 @@ type sessionClaims struct {
 	Generation *int64 `json:"gen"` // a pointer so that a missing "gen" is not read as 0
 	DeviceID   string `json:"dev,omitempty"`
 	jwt.RegisteredClaims
+}
+
+// knownClaims are the claim names this package reads, spelled as Sign
+// writes them.
+var knownClaims = [...]string{"sid", "gen", "dev", "iss", "sub", "aud", "exp", "nbf", "iat", "jti"}
+
+// maxDate bounds exp, iat and nbf: the last second of the year 9999. Past
+// it, the library's float-to-time conversion overflows and a date far in
+// the future reads as one in the past.
+const maxDate = 253402300799
+
+// UnmarshalJSON decodes the payload strictly, so that a token has one
+// reading, the same for us as for any other parser a backend might use:
+//
+//   - exp, iat and nbf are JSON numbers of whole seconds from 0 to maxDate.
+//     The library would also take a quoted number ("exp":"1999999999"),
+//     which json.Number accepts, or a fraction or exponent, which Sign never
+//     writes.
+//   - no member is named twice: encoding/json keeps the last, other
+//     parsers the first.
+//   - no member names a claim we read in another case ("EXP", "Sid", or
+//     with a Unicode fold such as "ſid"): encoding/json matches struct
+//     fields case-insensitively, so these would set the claim under a name
+//     no other parser reads as it.
+//
+// The checks run on the payload before its signature is checked (the
+// library decodes first), so they are bounded by MaxTokenBytes like the
+// rest of the parsing.
+func (c *sessionClaims) UnmarshalJSON(data []byte) error {
+	if err := checkClaimsJSON(data); err != nil {
+		return err
+	}
+	// A type without this method, so that decoding it does not recurse.
+	type plain sessionClaims
+	return json.Unmarshal(data, (*plain)(c))
+}
+
+// checkClaimsJSON applies the rules of sessionClaims.UnmarshalJSON to the
+// members of the payload object. Anything but an object is left to the
+// struct decoding to refuse (or, for null, to Validate).
+func checkClaimsJSON(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil
+	}
+	seen := make(map[string]bool, 8)
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		name, _ := t.(string) // object keys are always strings
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return err
+		}
+		if seen[name] {
+			return errClaimName
+		}
+		seen[name] = true
+		for _, known := range knownClaims {
+			if name != known && strings.EqualFold(name, known) {
+				return errClaimName
+			}
+		}
+		switch name {
+		case "exp", "iat", "nbf":
+			if !wholeSeconds(value) {
+				return errDate
+			}
+		}
+	}
+	return nil
+}
+
+// wholeSeconds reports whether v is a JSON number written as digits only
+// (no sign, fraction or exponent; JSON forbids leading zeros) and at most
+// maxDate.
+func wholeSeconds(v json.RawMessage) bool {
+	if len(v) == 0 {
+		return false
+	}
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	return err == nil && n <= maxDate
 }
 
 // Validate implements jwt.ClaimsValidator. The parser calls it only after the
@@ -370,7 +465,7 @@ func classify(err error) error {
 	// they are the most precise.
 	for _, r := range []error{
 		errAlgorithm, errHeader, errType, errNoKeyID, errUnknownKeyID,
-		errNoExpiry, errNoIssuer, errNoSession, errGeneration,
+		errNoExpiry, errNoIssuer, errNoSession, errGeneration, errDate, errClaimName,
 	} {
 		if errors.Is(err, r) {
 			return &verifyError{reason: r, cause: err}

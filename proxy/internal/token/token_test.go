@@ -311,7 +311,7 @@ func TestVerifyRefuses(t *testing.T) {
 		{"expired", expired, ErrExpired},
 		{"iat in the future", issuedInFuture, errIssuedInFuture},
 		{"nbf in the future", signed(hdr, with(body, "nbf", t0.Add(time.Hour).Unix())), errNotYetValid},
-		{"exp not a number", signed(hdr, with(body, "exp", "tomorrow")), errMalformed},
+		{"exp not a number", signed(hdr, with(body, "exp", "tomorrow")), errDate},
 		{"sid missing", signed(hdr, with(body, "sid", nil)), errNoSession},
 		{"sid empty", signed(hdr, with(body, "sid", "")), errNoSession},
 		{"sid null", signed(hdr, with(body, "sid", json.RawMessage("null"))), errNoSession},
