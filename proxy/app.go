@@ -269,7 +269,7 @@ func (a *app) identity(h *password.Hasher) *identity.Service {
 
 func (a *app) sessions(s *token.Signer) *session.Manager {
 	return session.NewManager(a.store, s, session.Config{
-		TTL: a.cfg.TokenTTL, MaxAge: a.cfg.SessionMaxAge, RefreshGrace: a.cfg.RefreshGrace,
+		TTL: a.cfg.TokenTTL, MaxAge: a.cfg.SessionMaxAge, RefreshGrace: a.cfg.RefreshGrace, IdleTimeout: a.cfg.IdleTimeout,
 		Cache: a.cache, Metrics: a.metrics,
 	}, a.now, a.log)
 }

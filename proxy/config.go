@@ -43,6 +43,8 @@ type config struct {
 	GCHeapFloorMiB   int           `env:"GC_HEAP_FLOOR_MIB" envDefault:"32" help:"heap the garbage collector lets grow before collecting, in MiB (0 to 1024; 0: off)"`
 	PublicRoutes     string        `env:"PUBLIC_ROUTES" help:"ServeMux patterns ([METHOD ]/path, comma-separated) forwarded without a token"`
 	AdminRoutes      string        `env:"ADMIN_ROUTES" help:"ServeMux patterns forwarded for admin sessions only"`
+	IdleTimeout      time.Duration `env:"SESSION_IDLE_TIMEOUT" envDefault:"0" help:"a session unused this long is refused on every replica; 0 turns it off"`
+	OneUserPerDevice bool          `env:"ONE_USER_PER_DEVICE" envDefault:"false" help:"a sign-in on a device ends the sessions of every other user there"`
 	TrustedProxies   string        `env:"TRUSTED_PROXIES" help:"CIDRs of the proxies in front whose X-Forwarded-For names the client (comma-separated)"`
 	AuditRetention   time.Duration `env:"AUDIT_RETENTION" envDefault:"8760h" help:"how long audit events are kept; 0 keeps them forever"`
 
@@ -161,6 +163,9 @@ func (c *config) validate() error {
 	c.rules = rules
 	if c.trusted, err = gateway.ParseTrustedProxies(c.TrustedProxies); err != nil {
 		return bad("TRUSTED_PROXIES", "not a comma-separated list of CIDRs such as 10.0.0.0/8: %v", err)
+	}
+	if c.IdleTimeout < 0 || (c.IdleTimeout > 0 && c.IdleTimeout < time.Second) {
+		return bad("SESSION_IDLE_TIMEOUT", "must be 0 (off) or at least 1s, such as 15m")
 	}
 	if c.AuditRetention < 0 {
 		return bad("AUDIT_RETENTION", "must be 0 (keep forever) or a positive duration such as 8760h")

@@ -172,10 +172,13 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 	}
 	defer hasher.Close()
 	sessions, ids := a.sessions(signer), a.identity(hasher)
+	logins := login.New(ids, sessions, m, log)
+	logins.OneUserPerDevice = cfg.OneUserPerDevice
+	goBackground(sessions.FlushIdle)
 	gw = gateway.New(gateway.Config{
 		Upstream:       cfg.upstream,
 		Sessions:       sessions,
-		Login:          login.New(ids, sessions, m, log),
+		Login:          logins,
 		JWKS:           signer.JWKS(),
 		Ready:          a.ready,
 		Rules:          cfg.rules,

@@ -64,6 +64,10 @@ type Session struct {
 	RefreshedAt time.Time
 	ExpiresAt   time.Time
 	RevokedAt   time.Time // zero while not revoked
+	// LastSeenAt is when the session was last used as far as the store
+	// knows (replicas record uses lazily: see session.Idle); its creation
+	// until then.
+	LastSeenAt time.Time
 
 	ClientAddr string
 	UserAgent  string

@@ -28,6 +28,9 @@ type Service struct {
 	sessions *session.Manager
 	metrics  *metrics.Metrics // may be nil
 	log      *zap.Logger
+	// OneUserPerDevice ends the sessions of every other user of a device
+	// when one signs in on it (a shared headset: the previous patient's).
+	OneUserPerDevice bool
 }
 
 // New returns a Service; m may be nil.
@@ -68,6 +71,17 @@ func (s *Service) login(ctx context.Context, req Request) (session.Issued, error
 			s.log.Error("could not end a session whose login lost a race", zap.String("session_id", issued.Session.ID), zap.Error(rerr))
 		}
 		return session.Issued{}, err
+	}
+	if s.OneUserPerDevice {
+		if _, err := s.sessions.EndOtherUsers(ctx, user.DeviceID, user.ID); err != nil {
+			// The previous user's sessions must not outlive this sign-in:
+			// rather no new session than two users on one headset.
+			if rerr := s.sessions.Revoke(context.WithoutCancel(ctx), issued.Session.ID, "", "system",
+				"the other users' sessions could not be ended"); rerr != nil && !errors.Is(rerr, auth.ErrNotFound) {
+				s.log.Error("could not end a session whose sign-in failed", zap.String("session_id", issued.Session.ID), zap.Error(rerr))
+			}
+			return session.Issued{}, err
+		}
 	}
 	if user.UpgradedHash != "" {
 		s.log.Info("password hash upgraded", zap.String("device_id", user.DeviceID), zap.String("username", user.Username))

@@ -143,3 +143,41 @@ func TestUpgradeRollsBackWithTheSession(t *testing.T) {
 		t.Fatal("the hash changed though the session was not created")
 	}
 }
+
+// TestOneUserPerDevice: with the rule on, a sign-in on a device ends the
+// other users' sessions there (the previous patient's), and no one else's.
+func TestOneUserPerDevice(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.svc.OneUserPerDevice = true
+	ctx := context.Background()
+	hash, pin := djangoHash(t, "django-pbkdf2_sha256")
+	for _, u := range [][2]string{{"HS-1", "ann"}, {"HS-1", "bob"}, {"HS-2", "cat"}} {
+		if _, err := f.store.AddUser(ctx, u[0], u[1], hash, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := func(device, user string) session.Issued {
+		t.Helper()
+		iss, err := f.svc.Login(ctx, login.Request{DeviceID: device, Username: user, Password: pin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return iss
+	}
+	ann1, ann2, cat := in("HS-1", "ann"), in("HS-1", "ann"), in("HS-2", "cat")
+	bob := in("HS-1", "bob")
+	for _, c := range []struct {
+		name string
+		iss  session.Issued
+		live bool
+	}{{"ann's first", ann1, false}, {"ann's second", ann2, false}, {"bob's", bob, true}, {"cat's on another device", cat, true}} {
+		s, err := f.store.Session(ctx, c.iss.Session.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if live := s.RevokedAt.IsZero(); live != c.live {
+			t.Errorf("%s session live %v, want %v", c.name, live, c.live)
+		}
+	}
+}

@@ -13,14 +13,14 @@ import (
 
 const sessionColumns = `s.id, s.device_id, coalesce(s.user_id::text, ''), coalesce(u.username, ''), s.is_admin,
 	s.generation, s.prev_valid_until, s.created_at, s.refreshed_at, s.expires_at, s.revoked_at,
-	s.client_addr, s.user_agent`
+	s.client_addr, s.user_agent, coalesce(s.last_seen_at, s.created_at)`
 
 func scanSession(row pgx.Row) (auth.Session, error) {
 	var s auth.Session
 	var prev, refreshed, revoked pgtype.Timestamptz
 	err := row.Scan(&s.ID, &s.DeviceID, &s.UserID, &s.Username, &s.IsAdmin,
 		&s.Generation, &prev, &s.CreatedAt, &refreshed, &s.ExpiresAt, &revoked,
-		&s.ClientAddr, &s.UserAgent)
+		&s.ClientAddr, &s.UserAgent, &s.LastSeenAt)
 	s.PrevValidUntil, s.RefreshedAt, s.RevokedAt = prev.Time, refreshed.Time, revoked.Time
 	return s, err
 }

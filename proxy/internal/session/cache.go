@@ -67,13 +67,14 @@ type sessionEntry struct {
 	gen                        int64
 	prevValidUntil             int64
 	createdAt, expiresAt       int64
+	lastSeen                   int64 // the store's record when cached
 }
 
 func entryOf(s auth.Session, gone bool) sessionEntry {
 	return sessionEntry{
 		deviceID: s.DeviceID, userID: s.UserID, username: s.Username, isAdmin: s.IsAdmin, gone: gone,
 		gen: s.Generation, prevValidUntil: unixNano(s.PrevValidUntil),
-		createdAt: unixNano(s.CreatedAt), expiresAt: unixNano(s.ExpiresAt),
+		createdAt: unixNano(s.CreatedAt), expiresAt: unixNano(s.ExpiresAt), lastSeen: unixNano(s.LastSeenAt),
 	}
 }
 
@@ -82,7 +83,7 @@ func (e sessionEntry) session(id string) auth.Session {
 	return auth.Session{
 		ID: id, DeviceID: e.deviceID, UserID: e.userID, Username: e.username, IsAdmin: e.isAdmin,
 		Generation: e.gen, PrevValidUntil: fromUnixNano(e.prevValidUntil),
-		CreatedAt: fromUnixNano(e.createdAt), ExpiresAt: fromUnixNano(e.expiresAt),
+		CreatedAt: fromUnixNano(e.createdAt), ExpiresAt: fromUnixNano(e.expiresAt), LastSeenAt: fromUnixNano(e.lastSeen),
 	}
 }
 

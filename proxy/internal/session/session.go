@@ -37,6 +37,11 @@ type Store interface {
 	RevokeDevice(ctx context.Context, deviceID, username string, now time.Time) (int64, error)
 	ListSessions(ctx context.Context, deviceID string, now time.Time) ([]auth.Session, error)
 	DeleteExpired(ctx context.Context, now time.Time, limit int) (int64, error)
+	// TouchSessions records uses of sessions (never moving one back).
+	TouchSessions(ctx context.Context, uses []Use) error
+	// RevokeOtherUsers ends the live sessions of a device that are not
+	// keepUserID's, and returns how many.
+	RevokeOtherUsers(ctx context.Context, deviceID, keepUserID string, now time.Time) (int64, error)
 }
 
 // Config holds the lifetimes of sessions and the optional parts.
@@ -44,6 +49,9 @@ type Config struct {
 	TTL          time.Duration // from login or the last refresh
 	MaxAge       time.Duration // no refresh extends a session past this age
 	RefreshGrace time.Duration // how long a token replaced by a refresh still works
+	// IdleTimeout, if positive, refuses a session unused for longer (see
+	// idle for the bounds), on every replica.
+	IdleTimeout time.Duration
 
 	// Cache, if not nil, answers for verified tokens and live sessions
 	// without the signature check or the database. It must be fed the
@@ -55,6 +63,7 @@ type Config struct {
 
 // Manager issues and checks sessions.
 type Manager struct {
+	idle   *idle // nil without an idle timeout
 	store  Store
 	tokens *token.Signer
 	cfg    Config
@@ -65,7 +74,11 @@ type Manager struct {
 // NewManager returns a Manager. now is the one clock every expiry decision
 // uses.
 func NewManager(store Store, tokens *token.Signer, cfg Config, now func() time.Time, log *zap.Logger) *Manager {
-	return &Manager{store: store, tokens: tokens, cfg: cfg, now: now, log: log}
+	m := &Manager{store: store, tokens: tokens, cfg: cfg, now: now, log: log}
+	if cfg.IdleTimeout > 0 {
+		m.idle = newIdle(cfg.IdleTimeout, log)
+	}
+	return m
 }
 
 // Client describes where a login came from, for operators.
@@ -171,7 +184,59 @@ func (m *Manager) Authenticate(ctx context.Context, raw string) (Caller, error) 
 	if err != nil {
 		return Caller{}, fmt.Errorf("session lookup: %w", err)
 	}
-	return m.check(ctx, s, claims, now)
+	caller, err := m.check(ctx, s, claims, now)
+	if err != nil || m.idle == nil {
+		return caller, err
+	}
+	return m.checkIdle(ctx, caller, now)
+}
+
+// checkIdle refuses a session left unused for longer than the idle
+// timeout, and records this use. A session that looks idle by what this
+// replica knows is read afresh from the store, which may know of a later
+// use on another replica; idle by the store too, it is revoked, so that
+// every replica refuses it at once.
+func (m *Manager) checkIdle(ctx context.Context, c Caller, now time.Time) (Caller, error) {
+	s := c.Session
+	if !m.idle.fresh(s.ID, s.LastSeenAt, now) {
+		stored, err := m.store.Session(ctx, s.ID)
+		if err != nil && !errors.Is(err, auth.ErrNotFound) {
+			return Caller{}, fmt.Errorf("session lookup: %w", err)
+		}
+		if err != nil || !m.idle.fresh(s.ID, stored.LastSeenAt, now) {
+			rec := auth.Recording(context.WithoutCancel(ctx), auth.Event{Time: now, Type: auth.EventRevoke, DeviceID: s.DeviceID,
+				Username: s.Username, SessionID: s.ID, By: "system", Reason: "idle for longer than SESSION_IDLE_TIMEOUT"})
+			if rerr := m.store.RevokeSession(rec, s.ID, "", now); rerr != nil && !errors.Is(rerr, auth.ErrNotFound) {
+				m.log.Warn("could not revoke an idle session", zap.String("session_id", s.ID), zap.Error(rerr))
+			}
+			m.cfg.Cache.Evict(s.ID)
+			m.cfg.Metrics.Session("idle", 1)
+			return Caller{}, m.refuse(s.ID, s.DeviceID, "idle", auth.ErrInvalidToken)
+		}
+		s.LastSeenAt = stored.LastSeenAt
+	}
+	m.idle.use(s.ID, s.LastSeenAt, now)
+	return c, nil
+}
+
+// EndOtherUsers ends the sessions of every user of deviceID but userID
+// (ONE_USER_PER_DEVICE: the previous patient's sessions end when the next
+// one logs in), and returns how many.
+func (m *Manager) EndOtherUsers(ctx context.Context, deviceID, userID string) (int64, error) {
+	now := m.now()
+	rec := auth.Recording(ctx, auth.Event{Time: now, Type: auth.EventRevoke, DeviceID: deviceID, By: "system",
+		Reason: "another user signed in on the device (ONE_USER_PER_DEVICE)"})
+	n, err := m.store.RevokeOtherUsers(rec, deviceID, userID, now)
+	if err != nil {
+		return 0, fmt.Errorf("end other users' sessions: %w", err)
+	}
+	if n > 0 {
+		m.cfg.Cache.EvictDevice(deviceID, "")
+		m.cfg.Metrics.Session("revoked", n)
+		m.log.Info("sessions revoked", zap.String("device_id", deviceID), zap.Int64("count", n),
+			zap.String("by", "system"), zap.String("reason", "one user per device"))
+	}
+	return n, nil
 }
 
 // check decides on a session for a token's claims.

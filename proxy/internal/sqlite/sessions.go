@@ -11,16 +11,16 @@ import (
 
 const sessionColumns = `s.id, s.device_id, coalesce(s.user_id, ''), coalesce(u.username, ''), s.is_admin,
 	s.generation, s.prev_valid_until, s.created_at, s.refreshed_at, s.expires_at, s.revoked_at,
-	s.client_addr, s.user_agent`
+	s.client_addr, s.user_agent, coalesce(s.last_seen_at, s.created_at)`
 
 func scanSession(row rowScanner) (auth.Session, error) {
 	var s auth.Session
-	var created, expires int64
+	var created, expires, seen int64
 	var prev, refreshed, revoked sql.NullInt64
 	err := row.Scan(&s.ID, &s.DeviceID, &s.UserID, &s.Username, &s.IsAdmin,
 		&s.Generation, &prev, &created, &refreshed, &expires, &revoked,
-		&s.ClientAddr, &s.UserAgent)
-	s.CreatedAt, s.ExpiresAt = fromMicros(created), fromMicros(expires)
+		&s.ClientAddr, &s.UserAgent, &seen)
+	s.CreatedAt, s.ExpiresAt, s.LastSeenAt = fromMicros(created), fromMicros(expires), fromMicros(seen)
 	s.PrevValidUntil, s.RefreshedAt, s.RevokedAt = nullTime(prev), nullTime(refreshed), nullTime(revoked)
 	return s, err
 }

@@ -43,19 +43,21 @@ func testSessionRoundTrip(t *testing.T, s Store) {
 	if err := s.CreateSession(ctx, want); err != nil {
 		t.Fatal(err)
 	}
+	want.LastSeenAt = want.CreatedAt // until a use is recorded
 	got, err := s.Session(ctx, want.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !got.CreatedAt.Equal(want.CreatedAt) || !got.ExpiresAt.Equal(want.ExpiresAt) {
-		t.Fatalf("times: created %v expires %v, want %v and %v", got.CreatedAt, got.ExpiresAt, want.CreatedAt, want.ExpiresAt)
+	if !got.CreatedAt.Equal(want.CreatedAt) || !got.ExpiresAt.Equal(want.ExpiresAt) || !got.LastSeenAt.Equal(want.LastSeenAt) {
+		t.Fatalf("times: created %v expires %v last seen %v, want %v, %v and %v", got.CreatedAt, got.ExpiresAt, got.LastSeenAt,
+			want.CreatedAt, want.ExpiresAt, want.LastSeenAt)
 	}
 	if !got.RefreshedAt.IsZero() || !got.RevokedAt.IsZero() || !got.PrevValidUntil.IsZero() {
 		t.Fatalf("a new session has refreshed %v, revoked %v, prev valid until %v; want all zero",
 			got.RefreshedAt, got.RevokedAt, got.PrevValidUntil)
 	}
 	// Compare the rest field by field with the times normalised.
-	got.CreatedAt, got.ExpiresAt = want.CreatedAt, want.ExpiresAt
+	got.CreatedAt, got.ExpiresAt, got.LastSeenAt = want.CreatedAt, want.ExpiresAt, want.LastSeenAt
 	if got != want {
 		t.Fatalf("Session =\n%+v\nwant\n%+v", got, want)
 	}
