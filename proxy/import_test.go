@@ -1,38 +1,17 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/authsidecar/authsidecar/proxy/internal/password/legacytest"
 )
 
-// legacyHash returns a hash of pin in format, as another implementation
-// made it (proxy/internal/password/testdata, made by
-// scripts/legacy-hashes.py with Django, Python's bcrypt and argon2-cffi).
-func legacyHash(t *testing.T, format, pin string) string {
-	t.Helper()
-	f, err := os.Open("internal/password/testdata/legacy-hashes.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var l struct{ Format, Password, Hash string }
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatal(err)
-		}
-		if l.Format == format && l.Password == pin {
-			return l.Hash
-		}
-	}
-	t.Fatalf("no %s hash of %s in the test data", format, pin)
-	return ""
-}
+// legacyHash is a hash of pin in format, as another implementation made it.
+func legacyHash(t *testing.T, format, pin string) string { return legacytest.Of(t, format, pin) }
 
 func importLineOf(device, user, hash string) string {
 	return fmt.Sprintf(`{"deviceId": %q, "username": %q, "passwordHash": %q}`, device, user, hash)

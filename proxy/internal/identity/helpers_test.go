@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/url"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,25 +21,8 @@ import (
 // t0 is the fake clock's start: whole microseconds, as PostgreSQL keeps them.
 var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
-// clock is a fake clock that tests advance by hand.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: t0} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+// newClock is a fake clock at t0 that tests advance by hand.
+func newClock() *testkit.Clock { return testkit.NewClock(t0) }
 
 // cheap keeps hashing fast under -race; the logic is the same as at OWASP
 // cost.
@@ -105,7 +87,7 @@ var lockout = identity.Lockout{MaxFailures: 5, Duration: time.Minute, MaxDuratio
 type fixture struct {
 	svc   *identity.Service
 	store *postgres.Store
-	clock *clock
+	clock *testkit.Clock
 	user  auth.User
 }
 

@@ -1,11 +1,8 @@
 package login_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +14,7 @@ import (
 	"github.com/authsidecar/authsidecar/proxy/internal/identity"
 	"github.com/authsidecar/authsidecar/proxy/internal/login"
 	"github.com/authsidecar/authsidecar/proxy/internal/password"
+	"github.com/authsidecar/authsidecar/proxy/internal/password/legacytest"
 	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
 	"github.com/authsidecar/authsidecar/proxy/internal/token"
@@ -59,27 +57,10 @@ func newFixture(t *testing.T) fixture {
 	return fixture{svc: login.New(ids, sessions, nil, log), store: store}
 }
 
-// djangoHash is a hash made by Django's make_password (see
-// scripts/legacy-hashes.py) and the PIN it was made from.
+// djangoHash is a hash of 1234 made by Django's make_password (see
+// scripts/legacy-hashes.py), and the PIN.
 func djangoHash(t *testing.T, format string) (hash, pin string) {
-	t.Helper()
-	f, err := os.Open("../password/testdata/legacy-hashes.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var l struct{ Format, Password, Hash string }
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatal(err)
-		}
-		if l.Format == format && l.Password == "1234" {
-			return l.Hash, l.Password
-		}
-	}
-	t.Fatalf("no %s hash of 1234 in the test data", format)
-	return "", ""
+	return legacytest.Of(t, format, "1234"), "1234"
 }
 
 // TestLegacyHashIsUpgradedByTheLogin: an imported user logs in with the

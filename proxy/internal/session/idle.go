@@ -32,7 +32,7 @@ type idle struct {
 	log     *zap.Logger
 
 	mu    sync.Mutex
-	seen  map[string]seen     // by session id
+	seen  map[string]seen      // by session id
 	dirty map[string]time.Time // uses to write
 }
 
