@@ -34,7 +34,7 @@ type config struct {
 	AutoMigrate      bool          `env:"AUTO_MIGRATE" envDefault:"true" help:"apply pending migrations at start"`
 	CleanupInterval  time.Duration `env:"CLEANUP_INTERVAL" envDefault:"10m" help:"how often expired sessions are deleted"`
 	LogLevel         string        `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
-	MetricsAddr      string        `env:"METRICS_ADDR" envDefault:":9090" help:"Prometheus /metrics, on its own port; empty turns it off"`
+	MetricsAddr      string        `env:"METRICS_ADDR" envDefault:":9464" help:"Prometheus /metrics, on its own port (not Prometheus's own 9090); set empty to turn it off"`
 	DataDir          string        `env:"DATA_DIR" envDefault:"./data" help:"where the embedded store lives when DATABASE_URL is unset"`
 	SessionCache     bool          `env:"SESSION_CACHE" envDefault:"true" help:"cache verified tokens and live sessions; false checks every request in the store"`
 	DrainDelay       time.Duration `env:"DRAIN_DELAY" envDefault:"0s" help:"after SIGTERM, keep serving this long with /readyz at 503 before draining"`
@@ -71,6 +71,11 @@ func loadConfig(environ map[string]string) (config, error) {
 	var c config
 	if err := env.ParseWithOptions(&c, env.Options{Environment: environ}); err != nil {
 		return c, envError(err, c)
+	}
+	// env gives an empty value its default, as if it were unset; for
+	// METRICS_ADDR, set and empty means no metrics listener at all.
+	if v, ok := environ["METRICS_ADDR"]; ok && strings.TrimSpace(v) == "" {
+		c.MetricsAddr = ""
 	}
 	return c, c.validate()
 }

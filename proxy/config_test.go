@@ -26,7 +26,7 @@ func TestConfigDefaults(t *testing.T) {
 		ListenAddr: ":8080", UpstreamURL: "http://127.0.0.1:9000", DatabaseURL: testDB,
 		TokenTTL: 24 * time.Hour, SessionMaxAge: 168 * time.Hour, RefreshGrace: 10 * time.Second,
 		LoginMaxFailures: 5, LoginLockout: time.Minute, AutoMigrate: true, CleanupInterval: 10 * time.Minute,
-		LogLevel: "info", MetricsAddr: ":9090", DataDir: "./data", SessionCache: true,
+		LogLevel: "info", MetricsAddr: ":9464", DataDir: "./data", SessionCache: true,
 		GCHeapFloorMiB: 32,
 	}
 	if c.upstream.String() != "http://127.0.0.1:9000" || c.signingKeys != nil {
@@ -36,6 +36,30 @@ func TestConfigDefaults(t *testing.T) {
 	c.logLevel = 0
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", c, want)
+	}
+}
+
+// TestMetricsAddrSetEmptyTurnsItOff: env gives an empty value the
+// default, but METRICS_ADDR= is how an operator turns the listener off.
+func TestMetricsAddrSetEmptyTurnsItOff(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		environ map[string]string
+		want    string
+	}{
+		{map[string]string{}, ":9464"},
+		{map[string]string{"METRICS_ADDR": ""}, ""},
+		{map[string]string{"METRICS_ADDR": "  "}, ""},
+		{map[string]string{"METRICS_ADDR": "127.0.0.1:9999"}, "127.0.0.1:9999"},
+	} {
+		tc.environ["DATABASE_URL"] = testDB
+		c, err := loadConfig(tc.environ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.MetricsAddr != tc.want {
+			t.Errorf("METRICS_ADDR %q: MetricsAddr %q, want %q", tc.environ["METRICS_ADDR"], c.MetricsAddr, tc.want)
+		}
 	}
 }
 

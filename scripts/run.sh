@@ -12,7 +12,7 @@ source scripts/lib.sh
 
 PROXY_ADDR=${PROXY_ADDR:-127.0.0.1:8080}
 BACKEND_ADDR=${BACKEND_ADDR:-127.0.0.1:9000}
-METRICS_ADDR=${METRICS_ADDR:-127.0.0.1:9090}
+METRICS_ADDR=${METRICS_ADDR:-127.0.0.1:9464}
 mkdir -p .run
 
 # The ports first: with one taken (a make run already up, say), the
@@ -25,7 +25,7 @@ port_taken() { # host:port; an empty host is this machine
 for pair in "PROXY_ADDR=$PROXY_ADDR" "BACKEND_ADDR=$BACKEND_ADDR" "METRICS_ADDR=$METRICS_ADDR"; do
   if port_taken "${pair#*=}"; then
     echo "error: ${pair#*=} (${pair%%=*}) is already in use, by another 'make run' or another program." >&2
-    echo "  Stop it, or choose other addresses: PROXY_ADDR=127.0.0.1:8081 BACKEND_ADDR=127.0.0.1:9001 METRICS_ADDR=127.0.0.1:9091 make run" >&2
+    echo "  Stop it, or choose other addresses: PROXY_ADDR=127.0.0.1:8081 BACKEND_ADDR=127.0.0.1:9001 METRICS_ADDR=127.0.0.1:9465 make run" >&2
     exit 1
   fi
 done
