@@ -51,6 +51,9 @@ func newLogger(level zapcore.Level, w io.Writer) *zap.Logger {
 	enc := zap.NewProductionEncoderConfig()
 	enc.TimeKey = "time"
 	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	// Durations in seconds (a number), as the storage backend writes them
+	// and as log queries compare them.
+	enc.EncodeDuration = zapcore.SecondsDurationEncoder
 	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), level)
 	return zap.New(core)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -192,7 +193,7 @@ func TestRunExitCodes(t *testing.T) {
 		env  map[string]string
 		want int
 	}{
-		{"bad setting", nil, map[string]string{"DATABASE_URL": testDB, "TOKEN_TTL": "24x"}, exitUsage},
+		{"bad setting", []string{"migrate", "status"}, map[string]string{"DATABASE_URL": testDB, "TOKEN_TTL": "24x"}, exitUsage},
 		{"unknown command", []string{"frobnicate"}, map[string]string{"DATABASE_URL": testDB}, exitUsage},
 		{"migrate bad arg", []string{"migrate", "sideways"}, map[string]string{"DATABASE_URL": testDB}, exitUsage},
 		{"user add without device", []string{"user", "add", "--username", "u"}, map[string]string{"DATABASE_URL": testDB}, exitUsage},
@@ -210,6 +211,56 @@ func TestRunExitCodes(t *testing.T) {
 			}
 			if tc.want == exitUsage && !strings.HasPrefix(stderr.String(), "proxy: ") {
 				t.Fatalf("stderr does not start with the program's name: %q", stderr.String())
+			}
+		})
+	}
+}
+
+// TestServeFatalErrorIsOneJSONLine: the server's last words are a JSON log
+// line like its others, which names a bad setting; the exit codes are
+// those of any command.
+func TestServeFatalErrorIsOneJSONLine(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		code    int
+		setting string
+	}{
+		{"bad setting", nil, map[string]string{"DATABASE_URL": testDB, "TOKEN_TTL": "24x"}, exitUsage, "TOKEN_TTL"},
+		{"bad setting, serve named", []string{"serve"}, map[string]string{"DATABASE_URL": testDB, "METRICS_ADDR": "nine"}, exitUsage, "METRICS_ADDR"},
+		{"database down", nil, map[string]string{"DATABASE_URL": "postgres://u@127.0.0.1:1/db?connect_timeout=2", "METRICS_ADDR": ""}, exitFailure, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			// A canceled context: the database-down case gives up at once
+			// instead of retrying for a minute.
+			ctx, cancel := context.WithCancel(context.Background())
+			if tc.code == exitFailure {
+				cancel()
+			}
+			defer cancel()
+			code := run(ctx, tc.args, tc.env, strings.NewReader(""), &stdout, &stderr)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d; stderr %q", code, tc.code, stderr.String())
+			}
+			lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+			var entry struct {
+				Level, Msg, Service, Setting, Time string
+			}
+			// A failure after the logger started logs its own lines first;
+			// the fatal one is the last.
+			if err := json.Unmarshal([]byte(lines[len(lines)-1]), &entry); err != nil {
+				t.Fatalf("last line is not JSON: %q", stderr.String())
+			}
+			if tc.setting != "" && len(lines) != 1 {
+				t.Fatalf("a bad setting: %d lines, want 1: %q", len(lines), stderr.String())
+			}
+			if entry.Level != "fatal" || entry.Service != "proxy" || entry.Time == "" || entry.Msg == "" || entry.Setting != tc.setting ||
+				!strings.Contains(entry.Msg, tc.setting) {
+				t.Fatalf("fatal line %+v, want level fatal, service proxy, setting %q named in msg", entry, tc.setting)
 			}
 		})
 	}

@@ -200,7 +200,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 	// take a moment to notice); then in-flight requests finish and the pool
 	// closes (deferred).
 	gw.Drain()
-	log.Info("draining", zap.Duration("delay", cfg.DrainDelay), zap.Duration("deadline", drainTimeout))
+	log.Info("draining", zap.Duration("drain_delay", cfg.DrainDelay), zap.Duration("drain_timeout", drainTimeout))
 	time.Sleep(cfg.DrainDelay)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()

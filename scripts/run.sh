@@ -65,15 +65,15 @@ add_user() { # device username password [--admin]
 add_user VR-DEVICE-002 1111 1111
 add_user VR-DEVICE-002 admin 9999 --admin
 
-# Each program logs JSON lines to its file under .run; anything else it
-# writes to stderr (the one line of a fatal error, such as an address in
-# use) also comes to this terminal, so that nobody has to look for it.
+# Each program logs JSON lines to its file under .run; the line of a fatal
+# error (such as an address in use), and anything it writes that is not
+# JSON, also come to this terminal, so that nobody has to look for them.
 # These readers ignore Ctrl-C: they end when their program closes its
 # stderr, so that a program draining after Ctrl-C can still log (a Go
 # program whose stderr pipe is gone is killed by SIGPIPE).
-logged() { # name: stdin to .run/name.log, and its non-JSON lines to stderr
+logged() { # name: stdin to .run/name.log, and its fatal and non-JSON lines to stderr
   trap '' INT
-  tee -a ".run/$1.log" | grep --line-buffered -v '^{' >&2 || true
+  tee -a ".run/$1.log" | grep --line-buffered -e '^[^{]' -e '"level":"fatal"' >&2 || true
 }
 backend_pid='' proxy_pid=''
 start_backend() {

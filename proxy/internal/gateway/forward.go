@@ -104,7 +104,11 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout()) {
 		status, code = http.StatusGatewayTimeout, "gateway_timeout"
 	}
+	// The caller rides in the context (see forward): an operator finds the
+	// device and session that met the failure.
+	c, _ := r.Context().Value(callerKey{}).(caller)
 	g.log.Warn("upstream failed", zap.String("method", r.Method), zap.String("path", r.URL.Path),
+		zap.String("device_id", c.session.DeviceID), zap.String("session_id", c.session.ID),
 		zap.Int("status", status), zap.Error(err))
 	writeJSON(w, status, errorBody{Error: code, Message: "the upstream service could not be reached"})
 }

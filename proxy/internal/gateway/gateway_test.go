@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/authsidecar/authsidecar/internal/testkit"
 	"github.com/authsidecar/authsidecar/proxy/internal/gateway"
@@ -323,13 +324,29 @@ func TestOwnRoutesAreNotForwarded(t *testing.T) {
 	}
 }
 
+// TestUpstreamDownIs502JSON: and the warning names the device and the
+// session that met it, as every log line about a caller does.
 func TestUpstreamDownIs502JSON(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	core, logs := observer.New(zap.WarnLevel)
+	e := newEnvWith(t, envOptions{Gateway: func(c *gateway.Config) { c.Log = zap.New(core) }})
 	e.addUser("VR-1", "1111", "1111", false)
 	tok := e.login("VR-1", "1111", "1111")
+	var s struct {
+		SessionID string `json:"sessionId"`
+	}
+	if err := json.NewDecoder(e.send("GET", "/api/auth/session", tok, "", nil).Body).Decode(&s); err != nil || s.SessionID == "" {
+		t.Fatalf("session: %v %+v", err, s)
+	}
 	e.up.Close()
 	wantJSONError(t, e.send("GET", "/api/storage", tok, "", nil), http.StatusBadGateway, "bad_gateway")
+	failed := logs.FilterMessage("upstream failed").All()
+	if len(failed) != 1 {
+		t.Fatalf("%d upstream failures logged, want 1: %v", len(failed), logs.All())
+	}
+	if f := failed[0].ContextMap(); f["device_id"] != "VR-1" || f["session_id"] != s.SessionID || f["status"] != int64(502) {
+		t.Fatalf("upstream failure logged with %v, want device_id VR-1, session_id %s, status 502", f, s.SessionID)
+	}
 }
 
 // TestStoreDownIs503AndNothingForwarded: fail closed.
