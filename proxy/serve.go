@@ -31,6 +31,10 @@ const drainTimeout = 20 * time.Second
 // 1 KiB an entry, the two stay below a few hundred MiB even when full.
 const cacheEntries = 1 << 18
 
+// liveSessionsEvery is how often each replica counts the live sessions for
+// its gauge: a scrape never counts (see metrics.LiveSessions).
+const liveSessionsEvery = time.Minute
+
 // limits bound what one client connection may cost the proxy.
 type limits struct {
 	// ReadHeader closes a connection whose request headers do not arrive
@@ -126,7 +130,14 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 	default:
 		log.Warn("SESSION_CACHE is off: every request is checked in the database")
 	}
-	m.LiveSessions(func(ctx context.Context) (int64, error) { return a.store.CountLiveSessions(ctx, a.now()) })
+	goBackground(func(ctx context.Context) {
+		m.LiveSessions(ctx, liveSessionsEvery, func(ctx context.Context) (int64, error) {
+			return a.store.CountLiveSessions(ctx, a.now())
+		}, log.Named("metrics"))
+	})
+	if a.pool != nil {
+		m.DBPool(a.pool.Stat)
+	}
 
 	signer, err := a.signer(ctx)
 	if err != nil {
@@ -137,6 +148,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 		return err
 	}
 	defer hasher.Close()
+	m.HashSlots(hasher.Slots(), hasher.Busy, hasher.Queued)
 	sessions, ids := a.sessions(signer), a.identity(hasher)
 	gw := gateway.New(gateway.Config{
 		Upstream: cfg.upstream,

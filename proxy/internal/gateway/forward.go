@@ -82,6 +82,7 @@ func (g *Gateway) forwarder(upstream *url.URL, transport http.RoundTripper) *htt
 // forward sends r to the upstream as the caller s, or as nobody when
 // named is false.
 func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, s auth.Session, named bool) {
+	setOutcome(w, outcomeForwarded)
 	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, caller{s, named})))
 }
 
@@ -97,7 +98,8 @@ func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
 // took too long, 502 otherwise.
 func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-		return // the client went away
+		setAbandoned(w) // the client went away
+		return
 	}
 	status, code := http.StatusBadGateway, "bad_gateway"
 	var nerr net.Error
@@ -110,6 +112,7 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	g.log.Warn("upstream failed", zap.String("method", r.Method), zap.String("path", r.URL.Path),
 		zap.String("device_id", c.session.DeviceID), zap.String("session_id", c.session.ID),
 		zap.Int("status", status), zap.Error(err))
+	setOutcome(w, code)
 	writeJSON(w, status, errorBody{Error: code, Message: "the upstream service could not be reached"})
 }
 

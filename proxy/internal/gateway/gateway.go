@@ -116,6 +116,14 @@ func (r registrar) subtree(prefix string, h handlerFunc) { r.handle(prefix, r.g.
 // ServeHTTP serves a request: one whose path another component could read
 // differently is refused before anything else (see checkPath).
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.cfg.Metrics != nil {
+		g.serveCounted(w, r)
+		return
+	}
+	g.serve(w, r)
+}
+
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	if err := g.checkPath(r); err != nil {
 		g.writeError(w, r, err)
 		return
@@ -147,6 +155,7 @@ func (g *Gateway) healthz(w http.ResponseWriter, _ *http.Request) error {
 
 func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) error {
 	if g.draining.Load() {
+		setOutcome(w, "draining")
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "draining", Message: "the proxy is shutting down"})
 		return nil
 	}
@@ -157,6 +166,7 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) error {
 			// The cause goes to the log only: a driver's error names the
 			// database host, user and database, and /readyz is public.
 			g.log.Warn("not ready", zap.Error(err))
+			setOutcome(w, "not_ready")
 			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "not_ready",
 				Message: "the database does not answer or its schema is not current; see the proxy's log"})
 			return nil

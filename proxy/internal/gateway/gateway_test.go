@@ -21,6 +21,7 @@ import (
 	"github.com/authsidecar/authsidecar/proxy/internal/gateway"
 	"github.com/authsidecar/authsidecar/proxy/internal/identity"
 	"github.com/authsidecar/authsidecar/proxy/internal/login"
+	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
 	"github.com/authsidecar/authsidecar/proxy/internal/password"
 	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
@@ -61,6 +62,7 @@ func (u *upstream) lastRequest() (*http.Request, string) {
 // env is a gateway in front of an upstream, on a schema of its own.
 type env struct {
 	t        testing.TB
+	metrics  *metrics.Metrics
 	store    *postgres.Store
 	cache    *session.Cache // nil unless the env was made with one
 	pool     interface{ Close() }
@@ -117,11 +119,13 @@ func newEnvWith(t testing.TB, o envOptions) *env {
 		upURL, _ = url.Parse(e.up.URL)
 	}
 	e.ids = identity.New(store, hasher, identity.Lockout{MaxFailures: 5, Duration: time.Minute}, time.Now, log)
-	cfg := session.Config{TTL: time.Hour, MaxAge: 2 * time.Hour, RefreshGrace: time.Second}
+	// With metrics, as the proxy always serves: every test goes through
+	// the request metrics' response writer too.
+	cfg := session.Config{TTL: time.Hour, MaxAge: 2 * time.Hour, RefreshGrace: time.Second, Metrics: metrics.New()}
 	if o.Session != nil {
 		o.Session(&cfg)
 	}
-	e.cache = cfg.Cache
+	e.cache, e.metrics = cfg.Cache, cfg.Metrics
 	e.sessions = session.NewManager(store, signer, cfg, time.Now, log)
 	gcfg := gateway.Config{
 		Upstream: upURL, Sessions: e.sessions, Login: login.New(e.ids, e.sessions, cfg.Metrics, log), JWKS: signer.JWKS(),

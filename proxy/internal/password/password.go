@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -63,6 +64,7 @@ type Hasher struct {
 	// free holds the idle workers: taking one is taking a slot.
 	free    chan worker
 	workers []worker
+	queued  atomic.Int64 // callers waiting for a slot
 	wait    time.Duration
 	share   float64
 	now     func() time.Time
@@ -207,6 +209,8 @@ func (h *Hasher) acquire(ctx context.Context) (worker, error) {
 		return w, nil
 	default:
 	}
+	h.queued.Add(1)
+	defer h.queued.Add(-1)
 	t := time.NewTimer(h.wait)
 	defer t.Stop()
 	select {
@@ -218,6 +222,16 @@ func (h *Hasher) acquire(ctx context.Context) (worker, error) {
 		return nil, ctx.Err()
 	}
 }
+
+// Slots is how many hashes may run at once.
+func (h *Hasher) Slots() int { return cap(h.free) }
+
+// Busy is how many slots are taken: hashing, or resting after a hash (see
+// Options.Share).
+func (h *Hasher) Busy() int { return cap(h.free) - len(h.free) }
+
+// Queued is how many calls wait for a free slot.
+func (h *Hasher) Queued() int { return int(h.queued.Load()) }
 
 // release returns w to the free list once it has rested for its share
 // (see Options.Share). The caller does not wait for that.

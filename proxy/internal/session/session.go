@@ -158,6 +158,8 @@ func (m *Manager) Authenticate(ctx context.Context, raw string) (Caller, error) 
 	s, hit, err := c.Session(ctx, claims.SessionID, claims.Generation, m.store.Session)
 	if listening {
 		m.cfg.Metrics.SessionCache(hit)
+	} else if c != nil {
+		m.cfg.Metrics.SessionCacheBypassed() // failing closed: see Cache
 	}
 	if errors.Is(err, auth.ErrNotFound) {
 		level := zap.InfoLevel
