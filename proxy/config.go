@@ -17,6 +17,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/proxy/internal/gateway"
 	"github.com/authsidecar/authsidecar/proxy/internal/token"
+	"github.com/authsidecar/authsidecar/proxy/internal/tracing"
 )
 
 // config is every setting of the proxy, read once from the environment.
@@ -46,6 +47,8 @@ type config struct {
 	logLevel    zapcore.Level  // parsed LogLevel
 	signingKeys []token.Key    // read from SigningKeyFile, when set
 	rules       *gateway.Rules // compiled PublicRoutes and AdminRoutes
+
+	tracing tracing.Settings // from OpenTelemetry's OTEL_* variables
 }
 
 // maxHeapFloorMiB bounds GC_HEAP_FLOOR_MIB: the floor is garbage the
@@ -77,7 +80,13 @@ func loadConfig(environ map[string]string) (config, error) {
 	if v, ok := environ["METRICS_ADDR"]; ok && strings.TrimSpace(v) == "" {
 		c.MetricsAddr = ""
 	}
-	return c, c.validate()
+	if err := c.validate(); err != nil {
+		return c, err
+	}
+	// OpenTelemetry's own variables: the SDK reads them, this checks them.
+	ts, err := tracing.Parse(environ)
+	c.tracing = ts
+	return c, asSettingError(err)
 }
 
 func (c *config) validate() error {

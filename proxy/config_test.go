@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/token"
+	"github.com/authsidecar/authsidecar/proxy/internal/tracing"
 )
 
 const testDB = "postgres://u@127.0.0.1:5432/db"
@@ -33,7 +34,10 @@ func TestConfigDefaults(t *testing.T) {
 	if c.upstream.String() != "http://127.0.0.1:9000" || c.signingKeys != nil {
 		t.Fatalf("parsed upstream %v, keys %v", c.upstream, c.signingKeys)
 	}
-	c.upstream, c.signingKeys = nil, nil
+	if c.tracing.Enabled {
+		t.Fatal("tracing on without an OTEL_* setting")
+	}
+	c.upstream, c.signingKeys, c.tracing = nil, nil, tracing.Settings{}
 	c.logLevel = 0
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", c, want)

@@ -20,6 +20,7 @@ import (
 	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
 	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
+	"github.com/authsidecar/authsidecar/proxy/internal/tracing"
 )
 
 // drainTimeout bounds how long in-flight requests may take to finish after
@@ -80,12 +81,17 @@ func warnIfKeyFileOpen(path string, log *zap.Logger) {
 	}
 }
 
-func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stderr io.Writer) error {
+func serve(ctx context.Context, cfg config, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		return usagef("serve takes no arguments")
 	}
 	log := newLogger(cfg.logLevel, stderr).With(zap.String("service", "proxy"))
 	warnIfKeyFileOpen(cfg.SigningKeyFile, log)
+	tp, stopTracing, err := tracing.Setup(ctx, cfg.tracing, tracing.Options{Service: "proxy", Version: version, Console: stdout, Log: log})
+	if err != nil {
+		return asSettingError(err)
+	}
+	defer flushTraces(stopTracing, log) // last: after the drain, the spans of the drained requests
 	// Serving only: the operator commands run for a moment and never
 	// collect often.
 	defer heapfloor.Start(uint64(cfg.GCHeapFloorMiB) << 20).Stop() // Stop of no floor does nothing
@@ -95,6 +101,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 		return err
 	}
 	defer a.close()
+	a.tracing = tp
 
 	// Background work (listener, janitor) stops after the server has
 	// drained, before the pool closes.
@@ -158,6 +165,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 		Ready:    a.ready,
 		Rules:    cfg.rules,
 		Metrics:  m,
+		Tracing:  tp,
 		Log:      log,
 	})
 
@@ -165,7 +173,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 	if err != nil {
 		return fmt.Errorf("listen on LISTEN_ADDR %s: %w", cfg.ListenAddr, err)
 	}
-	srv := newServer(gw, defaultLimits, log)
+	srv := newServer(tracing.Handler(gw, tp, tracing.Probe), defaultLimits, log)
 	errc := make(chan error, 2)
 	if cfg.MetricsAddr != "" {
 		mln, err := net.Listen("tcp", cfg.MetricsAddr)

@@ -36,6 +36,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/storage-backend/internal/httpapi"
 	"github.com/authsidecar/authsidecar/storage-backend/internal/schema"
+	"github.com/authsidecar/authsidecar/storage-backend/internal/tracing"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
@@ -104,6 +105,10 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 
 	if err := cmd(ctx, cfg, logger, stdout, stderr); err != nil {
 		fatal(stderr, serving, err)
+		var se *settingError
+		if errors.As(err, &se) {
+			return exitUsage
+		}
 		return exitFailure
 	}
 	return exitOK
@@ -173,7 +178,12 @@ func parseArgs(args []string) (command, error) {
 	}
 }
 
-func serve(ctx context.Context, cfg config, logger *zap.Logger, _, _ io.Writer) error {
+func serve(ctx context.Context, cfg config, logger *zap.Logger, stdout, _ io.Writer) error {
+	tp, stopTracing, err := tracing.Setup(ctx, cfg.tracing, tracing.Options{Service: "storage-backend", Version: version, Console: stdout, Log: logger})
+	if err != nil {
+		return asSettingError(err)
+	}
+	defer flushTraces(stopTracing, logger) // last: after the drain, the spans of the drained requests
 	db, err := openDatabase(ctx, cfg)
 	if err != nil {
 		return err
@@ -203,7 +213,7 @@ func serve(ctx context.Context, cfg config, logger *zap.Logger, _, _ io.Writer) 
 		return err
 	}
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           tracing.Handler(api, tp, tracing.Probe),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -238,6 +248,15 @@ func serve(ctx context.Context, cfg config, logger *zap.Logger, _, _ io.Writer) 
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// flushTraces sends the spans not yet exported, within a few seconds.
+func flushTraces(stop func(context.Context) error, log *zap.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := stop(ctx); err != nil {
+		log.Warn("tracing: spans not sent at exit", zap.Error(err))
+	}
 }
 
 func migrate(dir schema.Direction) command {

@@ -16,11 +16,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/login"
 	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
+	"github.com/authsidecar/authsidecar/proxy/internal/tracing"
 )
 
 // Config wires a Gateway.
@@ -40,6 +42,10 @@ type Config struct {
 	Rules *Rules
 	// Metrics, if not nil, counts logins and times the upstream.
 	Metrics *metrics.Metrics
+	// Tracing, if not nil, records a client span for each forwarded
+	// request and sends its trace context to the upstream. If nil, a
+	// caller's traceparent reaches the upstream as it was sent.
+	Tracing trace.TracerProvider
 	Log     *zap.Logger
 }
 
@@ -61,7 +67,7 @@ func New(cfg Config) *Gateway {
 	if cfg.Transport == nil {
 		cfg.Transport = NewTransport()
 	}
-	g.proxy = g.forwarder(cfg.Upstream, cfg.Metrics.Transport(cfg.Transport))
+	g.proxy = g.forwarder(cfg.Upstream, tracing.Transport(cfg.Metrics.Transport(cfg.Transport), cfg.Tracing))
 
 	g.register(g.mux.Handle)
 	return g

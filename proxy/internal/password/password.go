@@ -28,6 +28,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/crypto/argon2"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
@@ -69,6 +72,7 @@ type Hasher struct {
 	share   float64
 	now     func() time.Time
 	dummy   string
+	tracer  trace.Tracer // nil: no spans
 }
 
 // Options configure a Hasher. Zero fields take the defaults stated.
@@ -95,6 +99,9 @@ type Options struct {
 	Worker func() *exec.Cmd
 	// Now is the clock that times hashes for Share (default time.Now).
 	Now func() time.Time
+	// Tracer, if not nil, records a span for each hash and verification,
+	// from the wait for a slot to the worker's answer.
+	Tracer trace.Tracer
 }
 
 // DefaultShare is the default Options.Share. Measured on two cores (the
@@ -128,7 +135,7 @@ func New(opts Options) (*Hasher, error) {
 		opts.Now = time.Now
 	}
 	h := &Hasher{params: opts.Params, free: make(chan worker, opts.Concurrency), wait: opts.MaxWait,
-		share: opts.Share, now: opts.Now}
+		share: opts.Share, now: opts.Now, tracer: opts.Tracer}
 	dummy, err := hash([]byte("dummy password for unknown accounts"), h.params)
 	if err != nil {
 		return nil, err
@@ -184,6 +191,27 @@ func (h *Hasher) Verify(ctx context.Context, pw, encoded string) (bool, error) {
 
 // do runs req on a free worker.
 func (h *Hasher) do(ctx context.Context, req request) (response, error) {
+	if h.tracer != nil {
+		return h.traced(ctx, req)
+	}
+	return h.run(ctx, req)
+}
+
+// traced is do in a span.
+func (h *Hasher) traced(ctx context.Context, req request) (response, error) {
+	ctx, span := h.tracer.Start(ctx, "password."+req.Op,
+		trace.WithAttributes(attribute.Int("authsidecar.hash.slots_busy", h.Busy()), attribute.Int("authsidecar.hash.queued", h.Queued())))
+	defer span.End()
+	resp, err := h.run(ctx, req)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "hashing failed")
+	}
+	return resp, err
+}
+
+// run is do without a span.
+func (h *Hasher) run(ctx context.Context, req request) (response, error) {
 	w, err := h.acquire(ctx)
 	if err != nil {
 		return response{}, err
