@@ -69,9 +69,9 @@ LABEL org.opencontainers.image.title="authsidecar proxy" \
       org.opencontainers.image.source="https://github.com/authsidecar/authsidecar" \
       org.opencontainers.image.version="${VERSION}"
 COPY --from=build-proxy /out/proxy /usr/local/bin/proxy
-# 8080: headsets and clients (LISTEN_ADDR). 9090: Prometheus /metrics
+# 8080: headsets and clients (LISTEN_ADDR). 9464: Prometheus /metrics
 # (METRICS_ADDR), never to be published where headsets reach it.
-EXPOSE 8080 9090
+EXPOSE 8080 9464
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/proxy"]
 CMD ["serve"]

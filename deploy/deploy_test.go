@@ -108,7 +108,7 @@ func TestCompose(t *testing.T) {
 		t.Errorf("proxy ports %v, want 8080:8080", proxy.Ports)
 	}
 	for _, p := range proxy.Ports {
-		if strings.HasSuffix(p, ":9090") && !strings.HasPrefix(p, "127.0.0.1:") {
+		if strings.HasSuffix(p, ":9464") && !strings.HasPrefix(p, "127.0.0.1:") {
 			t.Errorf("proxy publishes metrics beyond the host's loopback: %s", p)
 		}
 	}

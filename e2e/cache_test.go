@@ -46,6 +46,21 @@ func scrape(t *testing.T, p *process, metric string) float64 {
 	return sum
 }
 
+// scrapeText returns p's whole /metrics page.
+func scrapeText(t *testing.T, p *process) string {
+	t.Helper()
+	resp, err := http.Get("http://" + p.MetricsAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	return string(b)
+}
+
 const dbQueries = "authsidecar_db_query_duration_seconds_count"
 
 // waitFor polls cond every 5 ms until it holds, failing after limit. It is

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
@@ -119,9 +120,13 @@ func refusesToStart(t *testing.T, s *stack, set map[string]string, variable stri
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	last := lines[len(lines)-1]
-	if !strings.HasPrefix(last, "proxy: invalid setting "+variable+": ") {
+	// serve reports a fatal error as a JSON log line naming the setting.
+	var fatal struct{ Level, Msg, Setting string }
+	if err := json.Unmarshal([]byte(last), &fatal); err != nil || fatal.Level != "fatal" || fatal.Setting != variable ||
+		!strings.HasPrefix(fatal.Msg, "invalid setting "+variable+": ") {
 		t.Fatalf("last line %q does not name %s:\n%s", last, variable, out)
 	}
+	last = fatal.Msg
 	if strings.Contains(string(out), "listening") {
 		t.Fatalf("it listened before refusing:\n%s", out)
 	}

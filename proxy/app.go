@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/authsidecar/authsidecar/proxy/internal/sqlite"
 	"github.com/authsidecar/authsidecar/proxy/internal/store"
 	"github.com/authsidecar/authsidecar/proxy/internal/token"
+	"github.com/authsidecar/authsidecar/proxy/internal/tracing"
 )
 
 // issuer is the "iss" of every token; verification requires it.
@@ -44,14 +46,18 @@ type app struct {
 	embedded *sqlite.Store // nil on PostgreSQL
 	store    store.Store
 	migrator *schema.Migrator
-	metrics  *metrics.Metrics // nil for operator commands
-	cache    *session.Cache   // nil unless serving with SESSION_CACHE
+	metrics  *metrics.Metrics     // nil for operator commands
+	cache    *session.Cache       // nil unless serving with SESSION_CACHE
+	tracing  trace.TracerProvider // nil unless serving with tracing on
 }
 
 func newLogger(level zapcore.Level, w io.Writer) *zap.Logger {
 	enc := zap.NewProductionEncoderConfig()
 	enc.TimeKey = "time"
 	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	// Durations in seconds (a number), as the storage backend writes them
+	// and as log queries compare them.
+	enc.EncodeDuration = zapcore.SecondsDurationEncoder
 	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), level)
 	return zap.New(core)
 }
@@ -244,7 +250,7 @@ func (a *app) signer(ctx context.Context) (*token.Signer, error) {
 // processes, this same binary run as "proxy hash-worker"; a command that
 // hashes once does it in its own process.
 func (a *app) hasher(workers bool) (*password.Hasher, error) {
-	opts := password.Options{}
+	opts := password.Options{Tracer: a.tracer("password")}
 	if workers {
 		exe, err := os.Executable()
 		if err != nil {
@@ -270,6 +276,34 @@ func (a *app) identity(h *password.Hasher) *identity.Service {
 func (a *app) sessions(s *token.Signer) *session.Manager {
 	return session.NewManager(a.store, s, session.Config{
 		TTL: a.cfg.TokenTTL, MaxAge: a.cfg.SessionMaxAge, RefreshGrace: a.cfg.RefreshGrace, IdleTimeout: a.cfg.IdleTimeout,
-		Cache: a.cache, Metrics: a.metrics,
+		Cache: a.cache, Metrics: a.metrics, Tracer: a.tracer("session"),
 	}, a.now, a.log)
+}
+
+// tracer is the tracer of one of the proxy's packages, nil while tracing
+// is off (the package then records no spans, at no cost).
+func (a *app) tracer(pkg string) trace.Tracer {
+	if a.tracing == nil {
+		return nil
+	}
+	return a.tracing.Tracer("github.com/authsidecar/authsidecar/proxy/internal/" + pkg)
+}
+
+// asSettingError turns the tracing package's SettingError into the one
+// main reports with exit 2.
+func asSettingError(err error) error {
+	var te *tracing.SettingError
+	if errors.As(err, &te) {
+		return &settingError{Var: te.Var, Err: te.Err}
+	}
+	return err
+}
+
+// flushTraces sends the spans not yet exported, within a few seconds.
+func flushTraces(stop func(context.Context) error, log *zap.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := stop(ctx); err != nil {
+		log.Warn("tracing: spans not sent at exit", zap.Error(err))
+	}
 }

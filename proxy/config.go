@@ -19,6 +19,7 @@ import (
 	"github.com/authsidecar/authsidecar/proxy/internal/gateway"
 	"github.com/authsidecar/authsidecar/proxy/internal/keyseal"
 	"github.com/authsidecar/authsidecar/proxy/internal/token"
+	"github.com/authsidecar/authsidecar/proxy/internal/tracing"
 )
 
 // config is every setting of the proxy, read once from the environment.
@@ -36,7 +37,7 @@ type config struct {
 	AutoMigrate      bool          `env:"AUTO_MIGRATE" envDefault:"true" help:"apply pending migrations at start"`
 	CleanupInterval  time.Duration `env:"CLEANUP_INTERVAL" envDefault:"10m" help:"how often expired sessions are deleted"`
 	LogLevel         string        `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
-	MetricsAddr      string        `env:"METRICS_ADDR" envDefault:":9090" help:"Prometheus /metrics, on its own port; empty turns it off"`
+	MetricsAddr      string        `env:"METRICS_ADDR" envDefault:":9464" help:"Prometheus /metrics, on its own port (not Prometheus's own 9090); set empty to turn it off"`
 	DataDir          string        `env:"DATA_DIR" envDefault:"./data" help:"where the embedded store lives when DATABASE_URL is unset"`
 	SessionCache     bool          `env:"SESSION_CACHE" envDefault:"true" help:"cache verified tokens and live sessions; false checks every request in the store"`
 	DrainDelay       time.Duration `env:"DRAIN_DELAY" envDefault:"0s" help:"after SIGTERM, keep serving this long with /readyz at 503 before draining"`
@@ -56,6 +57,8 @@ type config struct {
 	rules       *gateway.Rules // compiled PublicRoutes and AdminRoutes
 	trusted     []netip.Prefix // parsed TrustedProxies
 	keySeal     *keyseal.Key   // read from SigningKeyEncryptionKeyFile, when set
+
+	tracing tracing.Settings // from OpenTelemetry's OTEL_* variables
 }
 
 // maxHeapFloorMiB bounds GC_HEAP_FLOOR_MIB: the floor is garbage the
@@ -82,7 +85,18 @@ func loadConfig(environ map[string]string) (config, error) {
 	if err := env.ParseWithOptions(&c, env.Options{Environment: environ}); err != nil {
 		return c, envError(err, c)
 	}
-	return c, c.validate()
+	// env gives an empty value its default, as if it were unset; for
+	// METRICS_ADDR, set and empty means no metrics listener at all.
+	if v, ok := environ["METRICS_ADDR"]; ok && strings.TrimSpace(v) == "" {
+		c.MetricsAddr = ""
+	}
+	if err := c.validate(); err != nil {
+		return c, err
+	}
+	// OpenTelemetry's own variables: the SDK reads them, this checks them.
+	ts, err := tracing.Parse(environ)
+	c.tracing = ts
+	return c, asSettingError(err)
 }
 
 func (c *config) validate() error {

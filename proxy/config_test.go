@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/token"
+	"github.com/authsidecar/authsidecar/proxy/internal/tracing"
 )
 
 const testDB = "postgres://u@127.0.0.1:5432/db"
@@ -28,16 +30,43 @@ func TestConfigDefaults(t *testing.T) {
 		ListenAddr: ":8080", UpstreamURL: "http://127.0.0.1:9000", DatabaseURL: testDB,
 		TokenTTL: 24 * time.Hour, SessionMaxAge: 168 * time.Hour, RefreshGrace: 10 * time.Second,
 		LoginMaxFailures: 5, LoginLockout: time.Minute, AutoMigrate: true, CleanupInterval: 10 * time.Minute,
-		LogLevel: "info", MetricsAddr: ":9090", DataDir: "./data", SessionCache: true,
+		LogLevel: "info", MetricsAddr: ":9464", DataDir: "./data", SessionCache: true,
 		GCHeapFloorMiB: 32, AuditRetention: 8760 * time.Hour,
 	}
 	if c.upstream.String() != "http://127.0.0.1:9000" || c.signingKeys != nil {
 		t.Fatalf("parsed upstream %v, keys %v", c.upstream, c.signingKeys)
 	}
-	c.upstream, c.signingKeys = nil, nil
+	if c.tracing.Enabled {
+		t.Fatal("tracing on without an OTEL_* setting")
+	}
+	c.upstream, c.signingKeys, c.tracing = nil, nil, tracing.Settings{}
 	c.logLevel = 0
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", c, want)
+	}
+}
+
+// TestMetricsAddrSetEmptyTurnsItOff: env gives an empty value the
+// default, but METRICS_ADDR= is how an operator turns the listener off.
+func TestMetricsAddrSetEmptyTurnsItOff(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		environ map[string]string
+		want    string
+	}{
+		{map[string]string{}, ":9464"},
+		{map[string]string{"METRICS_ADDR": ""}, ""},
+		{map[string]string{"METRICS_ADDR": "  "}, ""},
+		{map[string]string{"METRICS_ADDR": "127.0.0.1:9999"}, "127.0.0.1:9999"},
+	} {
+		tc.environ["DATABASE_URL"] = testDB
+		c, err := loadConfig(tc.environ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.MetricsAddr != tc.want {
+			t.Errorf("METRICS_ADDR %q: MetricsAddr %q, want %q", tc.environ["METRICS_ADDR"], c.MetricsAddr, tc.want)
+		}
 	}
 }
 
@@ -218,7 +247,7 @@ func TestRunExitCodes(t *testing.T) {
 		env  map[string]string
 		want int
 	}{
-		{"bad setting", nil, map[string]string{"DATABASE_URL": testDB, "TOKEN_TTL": "24x"}, exitUsage},
+		{"bad setting", []string{"migrate", "status"}, map[string]string{"DATABASE_URL": testDB, "TOKEN_TTL": "24x"}, exitUsage},
 		{"unknown command", []string{"frobnicate"}, map[string]string{"DATABASE_URL": testDB}, exitUsage},
 		{"migrate bad arg", []string{"migrate", "sideways"}, map[string]string{"DATABASE_URL": testDB}, exitUsage},
 		{"user add without device", []string{"user", "add", "--username", "u"}, map[string]string{"DATABASE_URL": testDB}, exitUsage},
@@ -236,6 +265,56 @@ func TestRunExitCodes(t *testing.T) {
 			}
 			if tc.want == exitUsage && !strings.HasPrefix(stderr.String(), "proxy: ") {
 				t.Fatalf("stderr does not start with the program's name: %q", stderr.String())
+			}
+		})
+	}
+}
+
+// TestServeFatalErrorIsOneJSONLine: the server's last words are a JSON log
+// line like its others, which names a bad setting; the exit codes are
+// those of any command.
+func TestServeFatalErrorIsOneJSONLine(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		code    int
+		setting string
+	}{
+		{"bad setting", nil, map[string]string{"DATABASE_URL": testDB, "TOKEN_TTL": "24x"}, exitUsage, "TOKEN_TTL"},
+		{"bad setting, serve named", []string{"serve"}, map[string]string{"DATABASE_URL": testDB, "METRICS_ADDR": "nine"}, exitUsage, "METRICS_ADDR"},
+		{"database down", nil, map[string]string{"DATABASE_URL": "postgres://u@127.0.0.1:1/db?connect_timeout=2", "METRICS_ADDR": ""}, exitFailure, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			// A canceled context: the database-down case gives up at once
+			// instead of retrying for a minute.
+			ctx, cancel := context.WithCancel(context.Background())
+			if tc.code == exitFailure {
+				cancel()
+			}
+			defer cancel()
+			code := run(ctx, tc.args, tc.env, strings.NewReader(""), &stdout, &stderr)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d; stderr %q", code, tc.code, stderr.String())
+			}
+			lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+			var entry struct {
+				Level, Msg, Service, Setting, Time string
+			}
+			// A failure after the logger started logs its own lines first;
+			// the fatal one is the last.
+			if err := json.Unmarshal([]byte(lines[len(lines)-1]), &entry); err != nil {
+				t.Fatalf("last line is not JSON: %q", stderr.String())
+			}
+			if tc.setting != "" && len(lines) != 1 {
+				t.Fatalf("a bad setting: %d lines, want 1: %q", len(lines), stderr.String())
+			}
+			if entry.Level != "fatal" || entry.Service != "proxy" || entry.Time == "" || entry.Msg == "" || entry.Setting != tc.setting ||
+				!strings.Contains(entry.Msg, tc.setting) {
+				t.Fatalf("fatal line %+v, want level fatal, service proxy, setting %q named in msg", entry, tc.setting)
 			}
 		})
 	}

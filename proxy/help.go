@@ -223,5 +223,10 @@ func writeUsage(w io.Writer) {
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", name, def, f.Tag.Get("help"))
 	}
+	fmt.Fprintf(tw, "  %s\t%s\t%s\n", "OTEL_*", "(unset)", tracingHelp)
 	_ = tw.Flush()
 }
+
+// tracingHelp is what --help says of OpenTelemetry's variables, which the
+// SDK reads rather than the config struct.
+const tracingHelp = "OpenTelemetry tracing, off unless OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_TRACES_EXPORTER is set (see README)"

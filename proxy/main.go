@@ -15,6 +15,9 @@ import (
 	"strings"
 	"syscall"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
 	"github.com/authsidecar/authsidecar/proxy/internal/password"
 )
@@ -83,7 +86,7 @@ func run(ctx context.Context, args []string, environ map[string]string, stdin io
 	}
 	cfg, err := loadConfig(environ)
 	if err != nil {
-		fmt.Fprintf(stderr, "proxy: %v\n", err)
+		fatal(stderr, cmd, err)
 		return exitUsage
 	}
 	if cmd != "serve" {
@@ -100,13 +103,41 @@ func run(ctx context.Context, args []string, environ map[string]string, stdin io
 		fmt.Fprintf(stderr, "proxy: %v\n", err)
 		return exitUsage
 	case errors.As(err, &se):
-		fmt.Fprintf(stderr, "proxy: %v\n", err)
+		fatal(stderr, cmd, err)
 		return exitUsage
 	default:
-		fmt.Fprintf(stderr, "proxy: %s\n", oneLine(err.Error()))
+		fatal(stderr, cmd, err)
 		return exitFailure
 	}
 }
+
+// fatal writes the error that ends the program, as one line on stderr. The
+// server writes it as a JSON log line like all its others, so that a log
+// collector keeps it with them (a setting that is wrong is named in the
+// message and in "setting"); an operator command, run by a person, writes
+// it as plain text.
+func fatal(stderr io.Writer, cmd string, err error) {
+	msg := oneLine(err.Error())
+	if cmd != "serve" {
+		fmt.Fprintf(stderr, "proxy: %s\n", msg)
+		return
+	}
+	fields := []zap.Field{zap.String("service", "proxy")}
+	var se *settingError
+	if errors.As(err, &se) {
+		fields = append(fields, zap.String("setting", se.Var))
+	}
+	// The exit code is run's to return: the fatal entry must not exit.
+	log := newLogger(zapcore.InfoLevel, stderr).WithOptions(zap.WithFatalHook(keepRunning{}))
+	if ce := log.Check(zapcore.FatalLevel, msg); ce != nil {
+		ce.Write(fields...)
+	}
+}
+
+// keepRunning is a fatal hook that returns instead of exiting.
+type keepRunning struct{}
+
+func (keepRunning) OnWrite(*zapcore.CheckedEntry, []zapcore.Field) {}
 
 // commandFunc runs one command with the settings already read.
 type commandFunc func(ctx context.Context, cfg config, args []string, stdin io.Reader, stdout, stderr io.Writer) error

@@ -21,6 +21,7 @@ import (
 	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
 	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
+	"github.com/authsidecar/authsidecar/proxy/internal/tracing"
 )
 
 // drainTimeout bounds how long in-flight requests may take to finish after
@@ -31,6 +32,10 @@ const drainTimeout = 20 * time.Second
 // cacheEntries bounds the token and the session cache (each). At well under
 // 1 KiB an entry, the two stay below a few hundred MiB even when full.
 const cacheEntries = 1 << 18
+
+// liveSessionsEvery is how often each replica counts the live sessions for
+// its gauge: a scrape never counts (see metrics.LiveSessions).
+const liveSessionsEvery = time.Minute
 
 // limits bound what one client connection may cost the proxy.
 type limits struct {
@@ -106,12 +111,17 @@ func warnIfKeyFileOpen(path string, log *zap.Logger) {
 	}
 }
 
-func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stderr io.Writer) error {
+func serve(ctx context.Context, cfg config, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		return usagef("serve takes no arguments")
 	}
 	log := newLogger(cfg.logLevel, stderr).With(zap.String("service", "proxy"))
 	warnIfKeyFileOpen(cfg.SigningKeyFile, log)
+	tp, stopTracing, err := tracing.Setup(ctx, cfg.tracing, tracing.Options{Service: "proxy", Version: version, Console: stdout, Log: log})
+	if err != nil {
+		return asSettingError(err)
+	}
+	defer flushTraces(stopTracing, log) // last: after the drain, the spans of the drained requests
 	// Serving only: the operator commands run for a moment and never
 	// collect often.
 	defer heapfloor.Start(uint64(cfg.GCHeapFloorMiB) << 20).Stop() // Stop of no floor does nothing
@@ -121,6 +131,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 		return err
 	}
 	defer a.close()
+	a.tracing = tp
 
 	// Background work (listener, janitor) stops after the server has
 	// drained, before the pool closes.
@@ -160,7 +171,14 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 	default:
 		log.Warn("SESSION_CACHE is off: every request is checked in the database")
 	}
-	m.LiveSessions(func(ctx context.Context) (int64, error) { return a.store.CountLiveSessions(ctx, a.now()) })
+	goBackground(func(ctx context.Context) {
+		m.LiveSessions(ctx, liveSessionsEvery, func(ctx context.Context) (int64, error) {
+			return a.store.CountLiveSessions(ctx, a.now())
+		}, log.Named("metrics"))
+	})
+	if a.pool != nil {
+		m.DBPool(a.pool.Stat)
+	}
 
 	signer, err := a.signer(ctx)
 	if err != nil {
@@ -171,6 +189,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 		return err
 	}
 	defer hasher.Close()
+	m.HashSlots(hasher.Slots(), hasher.Busy, hasher.Queued)
 	sessions, ids := a.sessions(signer), a.identity(hasher)
 	logins := login.New(ids, sessions, m, log)
 	logins.OneUserPerDevice = cfg.OneUserPerDevice
@@ -185,6 +204,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 		Audit:          audit.New(a.store, cfg.AuditRetention, a.now),
 		TrustedProxies: cfg.trusted,
 		Metrics:        m,
+		Tracing:        tp,
 		Log:            log,
 	})
 	if listener != nil {
@@ -196,7 +216,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 	if err != nil {
 		return fmt.Errorf("listen on LISTEN_ADDR %s: %w", cfg.ListenAddr, err)
 	}
-	srv := newServer(gw, defaultLimits, log)
+	srv := newServer(tracing.Handler(gw, tp, tracing.Probe), defaultLimits, log)
 	errc := make(chan error, 2)
 	if cfg.MetricsAddr != "" {
 		mln, err := net.Listen("tcp", cfg.MetricsAddr)
@@ -244,7 +264,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 	// take a moment to notice); then in-flight requests finish and the pool
 	// closes (deferred).
 	gw.Drain()
-	log.Info("draining", zap.Duration("delay", cfg.DrainDelay), zap.Duration("deadline", drainTimeout))
+	log.Info("draining", zap.Duration("drain_delay", cfg.DrainDelay), zap.Duration("drain_timeout", drainTimeout))
 	time.Sleep(cfg.DrainDelay)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()

@@ -12,7 +12,7 @@ source scripts/lib.sh
 
 PROXY_ADDR=${PROXY_ADDR:-127.0.0.1:8080}
 BACKEND_ADDR=${BACKEND_ADDR:-127.0.0.1:9000}
-METRICS_ADDR=${METRICS_ADDR:-127.0.0.1:9090}
+METRICS_ADDR=${METRICS_ADDR:-127.0.0.1:9464}
 mkdir -p .run
 
 # The ports first: with one taken (a make run already up, say), the
@@ -25,7 +25,7 @@ port_taken() { # host:port; an empty host is this machine
 for pair in "PROXY_ADDR=$PROXY_ADDR" "BACKEND_ADDR=$BACKEND_ADDR" "METRICS_ADDR=$METRICS_ADDR"; do
   if port_taken "${pair#*=}"; then
     echo "error: ${pair#*=} (${pair%%=*}) is already in use, by another 'make run' or another program." >&2
-    echo "  Stop it, or choose other addresses: PROXY_ADDR=127.0.0.1:8081 BACKEND_ADDR=127.0.0.1:9001 METRICS_ADDR=127.0.0.1:9091 make run" >&2
+    echo "  Stop it, or choose other addresses: PROXY_ADDR=127.0.0.1:8081 BACKEND_ADDR=127.0.0.1:9001 METRICS_ADDR=127.0.0.1:9465 make run" >&2
     exit 1
   fi
 done
@@ -65,15 +65,15 @@ add_user() { # device username password [--admin]
 add_user VR-DEVICE-002 1111 1111
 add_user VR-DEVICE-002 admin 9999 --admin
 
-# Each program logs JSON lines to its file under .run; anything else it
-# writes to stderr (the one line of a fatal error, such as an address in
-# use) also comes to this terminal, so that nobody has to look for it.
+# Each program logs JSON lines to its file under .run; the line of a fatal
+# error (such as an address in use), and anything it writes that is not
+# JSON, also come to this terminal, so that nobody has to look for them.
 # These readers ignore Ctrl-C: they end when their program closes its
 # stderr, so that a program draining after Ctrl-C can still log (a Go
 # program whose stderr pipe is gone is killed by SIGPIPE).
-logged() { # name: stdin to .run/name.log, and its non-JSON lines to stderr
+logged() { # name: stdin to .run/name.log, and its fatal and non-JSON lines to stderr
   trap '' INT
-  tee -a ".run/$1.log" | grep --line-buffered -v '^{' >&2 || true
+  tee -a ".run/$1.log" | grep --line-buffered -e '^[^{]' -e '"level":"fatal"' >&2 || true
 }
 backend_pid='' proxy_pid=''
 start_backend() {

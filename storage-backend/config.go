@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/authsidecar/authsidecar/storage-backend/internal/sqlite"
+	"github.com/authsidecar/authsidecar/storage-backend/internal/tracing"
 )
 
 // defaultConnectTimeout applies when DATABASE_URL sets no connect_timeout.
@@ -41,6 +42,8 @@ type config struct {
 	pool   *pgxpool.Config
 	level  zapcore.Level
 	dbPath string
+
+	tracing tracing.Settings // from OpenTelemetry's OTEL_* variables
 }
 
 // settingError names the variable that is wrong, so that an operator can fix
@@ -117,7 +120,23 @@ func loadConfig(environ map[string]string) (config, error) {
 		return config{}, &settingError{Var: "LOG_LEVEL",
 			Problem: fmt.Sprintf("%q is not one of debug, info, warn, error", cfg.LogLevel)}
 	}
+	// OpenTelemetry's own variables: the SDK reads them, this checks them.
+	ts, err := tracing.Parse(environ)
+	if err != nil {
+		return config{}, asSettingError(err)
+	}
+	cfg.tracing = ts
 	return cfg, nil
+}
+
+// asSettingError turns the tracing package's SettingError into the one
+// main reports with exit 2.
+func asSettingError(err error) error {
+	var te *tracing.SettingError
+	if errors.As(err, &te) {
+		return &settingError{Var: te.Var, Problem: te.Err.Error()}
+	}
+	return err
 }
 
 // prepareDataDir makes sure that the embedded store can live in dir: it

@@ -109,5 +109,8 @@ func writeUsage(w io.Writer) {
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", name, def, f.Tag.Get("help"))
 	}
+	// OpenTelemetry's variables are read by its SDK, not the config struct.
+	fmt.Fprintf(tw, "  %s\t%s\t%s\n", "OTEL_*", "(unset)",
+		"OpenTelemetry tracing, off unless OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_TRACES_EXPORTER is set (see README)")
 	_ = tw.Flush()
 }

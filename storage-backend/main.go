@@ -19,6 +19,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -35,6 +36,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/storage-backend/internal/httpapi"
 	"github.com/authsidecar/authsidecar/storage-backend/internal/schema"
+	"github.com/authsidecar/authsidecar/storage-backend/internal/tracing"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
@@ -86,23 +88,63 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 		fmt.Fprintf(stderr, "storage-backend: %v (see storage-backend help)\n", err)
 		return exitUsage
 	}
+	serving := len(args) == 0 || args[0] == "serve"
 	cfg, err := loadConfig(environ)
 	if err == nil && cfg.pool == nil {
 		cfg.dbPath, err = prepareDataDir(cfg.DataDir)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "storage-backend: %s\n", oneLine(err))
+		fatal(stderr, serving, err)
 		return exitUsage
 	}
 	logger := newLogger(cfg.level, stderr)
+	if serving {
+		logger = logger.With(zap.String("service", "storage-backend"))
+	}
 	defer func() { _ = logger.Sync() }()
 
 	if err := cmd(ctx, cfg, logger, stdout, stderr); err != nil {
-		fmt.Fprintf(stderr, "storage-backend: %s\n", oneLine(err))
+		fatal(stderr, serving, err)
+		var se *settingError
+		if errors.As(err, &se) {
+			return exitUsage
+		}
 		return exitFailure
 	}
 	return exitOK
 }
+
+// fatal writes the error that ends the program, as one line on stderr. The
+// server writes it as a JSON log line like all its others, so that a log
+// collector keeps it with them (a setting that is wrong is named in the
+// message and in "setting"); a migrate command, run by a person, writes it
+// as plain text.
+func fatal(stderr io.Writer, serving bool, err error) {
+	msg := oneLine(err)
+	if !serving {
+		fmt.Fprintf(stderr, "storage-backend: %s\n", msg)
+		return
+	}
+	fields := []zap.Field{zap.String("service", "storage-backend")}
+	var se *settingError
+	var me *missingError
+	switch {
+	case errors.As(err, &se):
+		fields = append(fields, zap.String("setting", se.Var))
+	case errors.As(err, &me):
+		fields = append(fields, zap.String("setting", me.Var))
+	}
+	// The exit code is run's to return: the fatal entry must not exit.
+	log := newLogger(zapcore.InfoLevel, stderr).WithOptions(zap.WithFatalHook(keepRunning{}))
+	if ce := log.Check(zapcore.FatalLevel, msg); ce != nil {
+		ce.Write(fields...)
+	}
+}
+
+// keepRunning is a fatal hook that returns instead of exiting.
+type keepRunning struct{}
+
+func (keepRunning) OnWrite(*zapcore.CheckedEntry, []zapcore.Field) {}
 
 func parseArgs(args []string) (command, error) {
 	if len(args) == 0 {
@@ -136,7 +178,12 @@ func parseArgs(args []string) (command, error) {
 	}
 }
 
-func serve(ctx context.Context, cfg config, logger *zap.Logger, _, _ io.Writer) error {
+func serve(ctx context.Context, cfg config, logger *zap.Logger, stdout, _ io.Writer) error {
+	tp, stopTracing, err := tracing.Setup(ctx, cfg.tracing, tracing.Options{Service: "storage-backend", Version: version, Console: stdout, Log: logger})
+	if err != nil {
+		return asSettingError(err)
+	}
+	defer flushTraces(stopTracing, logger) // last: after the drain, the spans of the drained requests
 	db, err := openDatabase(ctx, cfg)
 	if err != nil {
 		return err
@@ -166,7 +213,7 @@ func serve(ctx context.Context, cfg config, logger *zap.Logger, _, _ io.Writer) 
 		return err
 	}
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           tracing.Handler(api, tp, tracing.Probe),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -190,7 +237,7 @@ func serve(ctx context.Context, cfg config, logger *zap.Logger, _, _ io.Writer) 
 
 	// Readiness fails first so that no new traffic is sent our way, then the
 	// requests already here get drainTimeout to finish.
-	logger.Info("shutting down", zap.String("drain_delay", cfg.DrainDelay.String()), zap.String("drain_timeout", drainTimeout.String()))
+	logger.Info("draining", zap.Duration("drain_delay", cfg.DrainDelay), zap.Duration("drain_timeout", drainTimeout))
 	api.Drain()
 	time.Sleep(cfg.DrainDelay)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), drainTimeout)
@@ -201,6 +248,15 @@ func serve(ctx context.Context, cfg config, logger *zap.Logger, _, _ io.Writer) 
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// flushTraces sends the spans not yet exported, within a few seconds.
+func flushTraces(stop func(context.Context) error, log *zap.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := stop(ctx); err != nil {
+		log.Warn("tracing: spans not sent at exit", zap.Error(err))
+	}
 }
 
 func migrate(dir schema.Direction) command {
@@ -274,6 +330,9 @@ func newLogger(level zapcore.Level, w io.Writer) *zap.Logger {
 	enc := zap.NewProductionEncoderConfig()
 	enc.TimeKey = "time"
 	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	// Durations in seconds (a number), as the proxy writes them and as log
+	// queries compare them.
+	enc.EncodeDuration = zapcore.SecondsDurationEncoder
 	out := zapcore.Lock(zapcore.AddSync(w))
 	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), out, level)
 	return zap.New(core, zap.ErrorOutput(out))

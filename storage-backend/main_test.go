@@ -162,7 +162,11 @@ func TestBadSettingStopsBeforeAnything(t *testing.T) {
 		if code != exitUsage {
 			t.Errorf("%s: exit %d, want 2", cmd, code)
 		}
-		if !strings.HasPrefix(stderr, "storage-backend: invalid setting DATA_DIR: ") || !strings.Contains(stderr, "cannot be created") ||
+		msg := stderr
+		if cmd == "serve" {
+			msg = "storage-backend: " + fatalLine(t, stderr, "DATA_DIR")
+		}
+		if !strings.HasPrefix(msg, "storage-backend: invalid setting DATA_DIR: ") || !strings.Contains(msg, "cannot be created") ||
 			strings.Count(stderr, "\n") != 1 {
 			t.Errorf("%s: stderr = %q, want one line naming DATA_DIR", cmd, stderr)
 		}
@@ -172,14 +176,32 @@ func TestBadSettingStopsBeforeAnything(t *testing.T) {
 	}
 	// DATA_DIR is a file.
 	code, _, stderr := runCmd(t, map[string]string{"DATA_DIR": file}, "serve")
-	if code != exitUsage || !strings.HasPrefix(stderr, "storage-backend: invalid setting DATA_DIR: ") {
+	if msg := fatalLine(t, stderr, "DATA_DIR"); code != exitUsage || !strings.HasPrefix(msg, "invalid setting DATA_DIR: ") {
 		t.Errorf("DATA_DIR a file: exit %d, stderr %q", code, stderr)
 	}
 
 	code, _, stderr = runCmd(t, map[string]string{"DATABASE_URL": testDatabaseURL, "MAX_BODY_BYTES": "abc"})
-	if code != exitUsage || stderr != "storage-backend: invalid setting MAX_BODY_BYTES: \"abc\" is not a number\n" {
+	if msg := fatalLine(t, stderr, "MAX_BODY_BYTES"); code != exitUsage || msg != "invalid setting MAX_BODY_BYTES: \"abc\" is not a number" {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
+	code, _, stderr = runCmd(t, map[string]string{"DATABASE_URL": testDatabaseURL, "MAX_BODY_BYTES": "abc"}, "migrate", "status")
+	if code != exitUsage || stderr != "storage-backend: invalid setting MAX_BODY_BYTES: \"abc\" is not a number\n" {
+		t.Errorf("migrate: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// fatalLine checks that stderr is the server's one fatal JSON line,
+// naming setting, and returns its message.
+func fatalLine(t *testing.T, stderr, setting string) string {
+	t.Helper()
+	var entry struct{ Level, Time, Msg, Service, Setting string }
+	if strings.Count(stderr, "\n") != 1 || json.Unmarshal([]byte(stderr), &entry) != nil {
+		t.Fatalf("stderr = %q, want one JSON line", stderr)
+	}
+	if entry.Level != "fatal" || entry.Time == "" || entry.Service != "storage-backend" || entry.Setting != setting {
+		t.Fatalf("fatal line %+v, want level fatal, service storage-backend, setting %s", entry, setting)
+	}
+	return entry.Msg
 }
 
 // testStores give a command test the settings for a database of its own,

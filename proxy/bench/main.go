@@ -18,6 +18,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -40,6 +41,8 @@ func main() {
 			serve = serveUpstream
 		case "bareproxy":
 			serve = serveBareProxy
+		case "otlpsink":
+			serve = serveOTLPSink
 		}
 		if serve != nil {
 			if err := serve(os.Args[2:]); err != nil {
@@ -154,6 +157,7 @@ type bench struct {
 type arm struct {
 	name  string
 	env   map[string]string
+	otlp  bool // sends its traces to the bench's OTLP sink
 	proxy *proxyProc
 }
 
@@ -162,9 +166,15 @@ type arm struct {
 // the heap floor (GC_HEAP_FLOOR_MIB, default 32) against Go's own collector
 // settings, and against Go's own answer to the same need, a static GOGC
 // with a GOMEMLIMIT (which turns the floor off).
+//
+// One arm is not an optimisation but a cost: tracing on, sampling 1 % of
+// the requests (as a busy production would) and exporting them to a
+// trivial OTLP receiver the bench runs, against the default, tracing off.
 var arms = []arm{
 	{name: "arm: heap floor off (Go's GC)", env: map[string]string{"GC_HEAP_FLOOR_MIB": "0"}},
 	{name: "arm: GOGC=400 GOMEMLIMIT=256MiB", env: map[string]string{"GOGC": "400", "GOMEMLIMIT": "256MiB"}},
+	{name: "arm: tracing on, 1 % sampled", otlp: true,
+		env: map[string]string{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"}},
 }
 
 // Accounts: one main user, and sixteen for logins so that two flooding
@@ -308,12 +318,25 @@ func (b *bench) setup(ctx context.Context) error {
 	if b.off, err = b.startProxy(ctx, "authsidecar (caches off)", map[string]string{"SESSION_CACHE": "false"}); err != nil {
 		return err
 	}
+	sink := ""
 	for _, a := range arms {
-		p, err := b.startProxy(ctx, a.name, a.env)
+		env := a.env
+		if a.otlp {
+			if sink == "" {
+				p, addr, err := startSelf("OTLP sink", "otlpsink")
+				if err != nil {
+					return err
+				}
+				b.procs, sink = append(b.procs, p), addr
+			}
+			env = maps.Clone(a.env)
+			env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://" + sink
+		}
+		p, err := b.startProxy(ctx, a.name, env)
 		if err != nil {
 			return err
 		}
-		b.arms = append(b.arms, arm{name: a.name, env: a.env, proxy: p})
+		b.arms = append(b.arms, arm{name: a.name, env: env, proxy: p})
 	}
 	if b.token, err = login(newClient(b.a.addr), b.a.addr, b.user.account); err != nil {
 		return err

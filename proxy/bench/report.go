@@ -261,7 +261,12 @@ with its caches and default settings, with `+"`SESSION_CACHE=false`"+`
 *arm* per remaining optimisation: the same caching proxy with that one
 optimisation replaced (the heap floor off, so Go's own collector settings;
 and Go's own alternative, a static `+"`GOGC`"+` with `+"`GOMEMLIMIT`"+`). An
-optimisation stays only while its arm is measurably slower. They use a
+optimisation stays only while its arm is measurably slower. One more arm
+shows a cost instead: OpenTelemetry tracing on, sampling 1 %% of the
+requests (`+"`OTEL_TRACES_SAMPLER=parentbased_traceidratio`"+`,
+`+"`OTEL_TRACES_SAMPLER_ARG=0.01`"+`) and exporting them over OTLP/HTTP to a
+trivial receiver the bench runs; the caching proxy's own row is tracing
+off. They use a
 schema of their own on PostgreSQL, dropped at the end.
 
 The load generator is the bench process: N persistent keep-alive

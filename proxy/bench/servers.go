@@ -79,6 +79,26 @@ func serveBareProxy(args []string) error {
 	return serveAnnounced(rp)
 }
 
+// serveOTLPSink is a trivial OpenTelemetry collector for the tracing arm:
+// it takes OTLP/HTTP trace exports (POST /v1/traces), reads them whole and
+// answers success (an empty ExportTraceServiceResponse is an empty body),
+// so that the proxy's exporter does its whole work and nothing more.
+func serveOTLPSink(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("otlpsink takes no arguments")
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/traces" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.WriteHeader(http.StatusOK)
+	})
+	return serveAnnounced(h)
+}
+
 // serveAnnounced serves h on a free loopback port, writes
 // {"addr":"host:port"} as the first line of stdout for the bench to read,
 // and stops on SIGTERM or SIGINT.

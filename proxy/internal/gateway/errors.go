@@ -80,6 +80,7 @@ func (g *Gateway) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	} else if ce := g.log.Check(zap.DebugLevel, "request refused"); ce != nil {
 		ce.Write(zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Int("status", status), zap.Error(err))
 	}
+	setOutcome(w, code)
 	writeJSON(w, status, errorBody{Error: code, Message: msg})
 }
 

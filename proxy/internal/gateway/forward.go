@@ -86,6 +86,7 @@ func (g *Gateway) forwarder(upstream *url.URL, transport http.RoundTripper) *htt
 // forward sends r to the upstream as the caller s, or as nobody when
 // named is false.
 func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, s auth.Session, named bool) {
+	setOutcome(w, outcomeForwarded)
 	if _, upgrade := r.Header["Upgrade"]; upgrade && named {
 		// A tunnel outlives this check: it is kept under its session, to be
 		// closed when the session ends.
@@ -148,15 +149,21 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 		return
 	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-		return // the client went away
+		setAbandoned(w) // the client went away
+		return
 	}
 	status, code := http.StatusBadGateway, "bad_gateway"
 	var nerr net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout()) {
 		status, code = http.StatusGatewayTimeout, "gateway_timeout"
 	}
+	// The caller rides in the context (see forward): an operator finds the
+	// device and session that met the failure.
+	c, _ := r.Context().Value(callerKey{}).(caller)
 	g.log.Warn("upstream failed", zap.String("method", r.Method), zap.String("path", r.URL.Path),
+		zap.String("device_id", c.session.DeviceID), zap.String("session_id", c.session.ID),
 		zap.Int("status", status), zap.Error(err))
+	setOutcome(w, code)
 	writeJSON(w, status, errorBody{Error: code, Message: "the upstream service could not be reached"})
 }
 

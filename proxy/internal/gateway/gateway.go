@@ -17,12 +17,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/audit"
 	"github.com/authsidecar/authsidecar/proxy/internal/login"
 	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
+	"github.com/authsidecar/authsidecar/proxy/internal/tracing"
 )
 
 // Config wires a Gateway.
@@ -47,6 +49,10 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	// Metrics, if not nil, counts logins and times the upstream.
 	Metrics *metrics.Metrics
+	// Tracing, if not nil, records a client span for each forwarded
+	// request and sends its trace context to the upstream. If nil, a
+	// caller's traceparent reaches the upstream as it was sent.
+	Tracing trace.TracerProvider
 	Log     *zap.Logger
 }
 
@@ -69,7 +75,7 @@ func New(cfg Config) *Gateway {
 	if cfg.Transport == nil {
 		cfg.Transport = NewTransport()
 	}
-	g.proxy = g.forwarder(cfg.Upstream, cfg.Metrics.Transport(cfg.Transport))
+	g.proxy = g.forwarder(cfg.Upstream, tracing.Transport(cfg.Metrics.Transport(cfg.Transport), cfg.Tracing))
 	g.tunnels = tunnels{log: g.log.Named("tunnels"), live: cfg.Sessions.Live, now: cfg.Sessions.Now}
 
 	g.register(g.mux.Handle)
@@ -130,6 +136,14 @@ func (r registrar) subtree(prefix string, h handlerFunc) { r.handle(prefix, r.g.
 // ServeHTTP serves a request: one whose path another component could read
 // differently is refused before anything else (see checkPath).
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.cfg.Metrics != nil {
+		g.serveCounted(w, r)
+		return
+	}
+	g.serve(w, r)
+}
+
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	if err := g.checkPath(r); err != nil {
 		g.writeError(w, r, err)
 		return
@@ -161,6 +175,7 @@ func (g *Gateway) healthz(w http.ResponseWriter, _ *http.Request) error {
 
 func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) error {
 	if g.draining.Load() {
+		setOutcome(w, "draining")
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "draining", Message: "the proxy is shutting down"})
 		return nil
 	}
@@ -171,6 +186,7 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) error {
 			// The cause goes to the log only: a driver's error names the
 			// database host, user and database, and /readyz is public.
 			g.log.Warn("not ready", zap.Error(err))
+			setOutcome(w, "not_ready")
 			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "not_ready",
 				Message: "the database does not answer or its schema is not current; see the proxy's log"})
 			return nil

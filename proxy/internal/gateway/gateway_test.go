@@ -15,11 +15,13 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/authsidecar/authsidecar/internal/testkit"
 	"github.com/authsidecar/authsidecar/proxy/internal/gateway"
 	"github.com/authsidecar/authsidecar/proxy/internal/identity"
 	"github.com/authsidecar/authsidecar/proxy/internal/login"
+	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
 	"github.com/authsidecar/authsidecar/proxy/internal/password"
 	"github.com/authsidecar/authsidecar/proxy/internal/postgres"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
@@ -60,6 +62,7 @@ func (u *upstream) lastRequest() (*http.Request, string) {
 // env is a gateway in front of an upstream, on a schema of its own.
 type env struct {
 	t        testing.TB
+	metrics  *metrics.Metrics
 	store    *postgres.Store
 	cache    *session.Cache // nil unless the env was made with one
 	pool     interface{ Close() }
@@ -116,11 +119,13 @@ func newEnvWith(t testing.TB, o envOptions) *env {
 		upURL, _ = url.Parse(e.up.URL)
 	}
 	e.ids = identity.New(store, hasher, identity.Lockout{MaxFailures: 5, Duration: time.Minute}, time.Now, log)
-	cfg := session.Config{TTL: time.Hour, MaxAge: 2 * time.Hour, RefreshGrace: time.Second}
+	// With metrics, as the proxy always serves: every test goes through
+	// the request metrics' response writer too.
+	cfg := session.Config{TTL: time.Hour, MaxAge: 2 * time.Hour, RefreshGrace: time.Second, Metrics: metrics.New()}
 	if o.Session != nil {
 		o.Session(&cfg)
 	}
-	e.cache = cfg.Cache
+	e.cache, e.metrics = cfg.Cache, cfg.Metrics
 	e.sessions = session.NewManager(store, signer, cfg, time.Now, log)
 	gcfg := gateway.Config{
 		Upstream: upURL, Sessions: e.sessions, Login: login.New(e.ids, e.sessions, cfg.Metrics, log), JWKS: signer.JWKS(),
@@ -323,13 +328,29 @@ func TestOwnRoutesAreNotForwarded(t *testing.T) {
 	}
 }
 
+// TestUpstreamDownIs502JSON: and the warning names the device and the
+// session that met it, as every log line about a caller does.
 func TestUpstreamDownIs502JSON(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	core, logs := observer.New(zap.WarnLevel)
+	e := newEnvWith(t, envOptions{Gateway: func(c *gateway.Config) { c.Log = zap.New(core) }})
 	e.addUser("VR-1", "1111", "1111", false)
 	tok := e.login("VR-1", "1111", "1111")
+	var s struct {
+		SessionID string `json:"sessionId"`
+	}
+	if err := json.NewDecoder(e.send("GET", "/api/auth/session", tok, "", nil).Body).Decode(&s); err != nil || s.SessionID == "" {
+		t.Fatalf("session: %v %+v", err, s)
+	}
 	e.up.Close()
 	wantJSONError(t, e.send("GET", "/api/storage", tok, "", nil), http.StatusBadGateway, "bad_gateway")
+	failed := logs.FilterMessage("upstream failed").All()
+	if len(failed) != 1 {
+		t.Fatalf("%d upstream failures logged, want 1: %v", len(failed), logs.All())
+	}
+	if f := failed[0].ContextMap(); f["device_id"] != "VR-1" || f["session_id"] != s.SessionID || f["status"] != int64(502) {
+		t.Fatalf("upstream failure logged with %v, want device_id VR-1, session_id %s, status 502", f, s.SessionID)
+	}
 }
 
 // TestStoreDownIs503AndNothingForwarded: fail closed.

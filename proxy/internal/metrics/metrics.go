@@ -9,12 +9,15 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
 )
 
 // Metrics are the proxy's metrics. A nil *Metrics records nothing, so that
@@ -30,10 +33,19 @@ type Metrics struct {
 	tokenMiss     prometheus.Counter
 	sessionHit    prometheus.Counter
 	sessionMiss   prometheus.Counter
+	sessionBypass prometheus.Counter
 	notifications prometheus.Counter
 	listenerUp    prometheus.Gauge
 	dbQueries     *prometheus.HistogramVec
 	upstream      *prometheus.HistogramVec
+	requests      *prometheus.CounterVec
+	requestTime   *prometheus.HistogramVec
+	// byRequest caches each outcome and status code's counter and
+	// observer, copied on write: looking a label value up in a vector
+	// hashes and locks on every request, a map read does neither.
+	byRequest   atomic.Pointer[map[requestKey]requestObservers]
+	byRequestMu sync.Mutex
+	liveCount   liveSessions
 }
 
 // New creates the metrics on a registry of their own, with the Go runtime
@@ -57,6 +69,7 @@ func New() *Metrics {
 	}, []string{"cache", "result"})
 	m.tokenHit, m.tokenMiss = m.cache.WithLabelValues("token", "hit"), m.cache.WithLabelValues("token", "miss")
 	m.sessionHit, m.sessionMiss = m.cache.WithLabelValues("session", "hit"), m.cache.WithLabelValues("session", "miss")
+	m.sessionBypass = m.cache.WithLabelValues("session", "bypass")
 	m.notifications = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "authsidecar_revocation_notifications_total", Help: "Session change notifications received from the database.",
 	})
@@ -71,7 +84,19 @@ func New() *Metrics {
 		Name: "authsidecar_upstream_duration_seconds", Help: "Forwarded requests by upstream status (\"error\" when unreachable).",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 	}, []string{"code"})
-	for _, c := range []prometheus.Collector{m.logins, m.lockouts, m.sessions, m.cache, m.notifications, m.listenerUp, m.dbQueries, m.upstream} {
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "authsidecar_requests_total",
+		Help: "Requests on the proxy's port by outcome (forwarded, answered, or the error code it answered) and the status code sent.",
+	}, []string{"outcome", "code"})
+	m.requestTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "authsidecar_request_duration_seconds", Help: "Time from a request's arrival to the end of its answer, by outcome.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"outcome"})
+	m.byRequest.Store(&map[requestKey]requestObservers{})
+	m.liveCount.desc = prometheus.NewDesc("authsidecar_sessions_live",
+		"Sessions neither expired nor revoked, as last counted in the store (see LiveSessions for how often).", nil, nil)
+	for _, c := range []prometheus.Collector{m.logins, m.lockouts, m.sessions, m.cache, m.notifications, m.listenerUp, m.dbQueries,
+		m.upstream, m.requests, m.requestTime, &m.liveCount} {
 		f(c)
 	}
 	// Pre-create the label values operators alert on, so that a rate() over
@@ -90,22 +115,53 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-// LiveSessions registers a gauge that counts live sessions at scrape time.
-func (m *Metrics) LiveSessions(count func(ctx context.Context) (int64, error)) {
+// LiveSessions keeps authsidecar_sessions_live up to date until ctx ends:
+// it counts at once and then every interval, in the background, so that a
+// scrape never runs a count over the whole sessions table (several
+// Prometheus servers scraping every few seconds would). The gauge is
+// therefore up to one interval old; it appears after the first count, and
+// a count that fails keeps the last one (and is logged).
+func (m *Metrics) LiveSessions(ctx context.Context, every time.Duration, count func(ctx context.Context) (int64, error), log *zap.Logger) {
 	if m == nil {
 		return
 	}
-	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "authsidecar_sessions_live", Help: "Sessions neither expired nor revoked (counted in the database at scrape time).",
-	}, func() float64 {
-		ctx, cancel := context.WithTimeout(Untraced(context.Background()), 2*time.Second)
-		defer cancel()
-		n, err := count(ctx)
-		if err != nil {
-			return -1
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		// Untraced: the count is not work the proxy does for a request.
+		cctx, cancel := context.WithTimeout(Untraced(ctx), every)
+		n, err := count(cctx)
+		cancel()
+		switch {
+		case err == nil:
+			m.liveCount.set(n)
+		case ctx.Err() == nil:
+			log.Warn("live sessions not counted; the gauge keeps the last count", zap.Error(err))
 		}
-		return float64(n)
-	}))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// liveSessions is the gauge of the last count of live sessions: absent
+// until the first count, rather than a 0 that no count said.
+type liveSessions struct {
+	desc    *prometheus.Desc
+	counted atomic.Bool
+	n       atomic.Int64
+}
+
+func (l *liveSessions) set(n int64) { l.n.Store(n); l.counted.Store(true) }
+
+func (l *liveSessions) Describe(ch chan<- *prometheus.Desc) { ch <- l.desc }
+
+func (l *liveSessions) Collect(ch chan<- prometheus.Metric) {
+	if l.counted.Load() {
+		ch <- prometheus.MustNewConstMetric(l.desc, prometheus.GaugeValue, float64(l.n.Load()))
+	}
 }
 
 // Login counts a login attempt's result.
@@ -150,6 +206,15 @@ func (m *Metrics) SessionCache(hit bool) {
 		m.sessionHit.Inc()
 	} else {
 		m.sessionMiss.Inc()
+	}
+}
+
+// SessionCacheBypassed counts a session checked in the store because the
+// cache is failing closed: the replica does not hear session changes (its
+// listener is down), so its cache may not answer.
+func (m *Metrics) SessionCacheBypassed() {
+	if m != nil {
+		m.sessionBypass.Inc()
 	}
 }
 
@@ -261,4 +326,128 @@ func (rt *roundTripper) observer(code int) prometheus.Observer {
 	}
 	o, _ := rt.byCode.LoadOrStore(code, rt.h.WithLabelValues(label))
 	return o.(prometheus.Observer)
+}
+
+// requestKey is one series of the request metrics.
+type requestKey struct {
+	outcome string
+	code    int
+}
+
+type requestObservers struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
+}
+
+// Request counts a request on the proxy's port that took d: its outcome
+// (what the proxy did with it: "forwarded", "answered" by one of its own
+// routes, or the error code of the JSON body it answered with) and the
+// status code it sent. Outcomes are a short fixed list and codes are
+// bounded, so the series are few; after the first request of each, this
+// does not allocate.
+func (m *Metrics) Request(outcome string, code int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	if code < 100 || code > 599 {
+		code = 0 // counted as "other": a client cannot grow the series
+	}
+	k := requestKey{outcome, code}
+	o, ok := (*m.byRequest.Load())[k]
+	if !ok {
+		o = m.requestObservers(k)
+	}
+	o.count.Inc()
+	o.duration.Observe(d.Seconds())
+}
+
+// requestObservers adds k's observers to the cache, copying it.
+func (m *Metrics) requestObservers(k requestKey) requestObservers {
+	m.byRequestMu.Lock()
+	defer m.byRequestMu.Unlock()
+	old := *m.byRequest.Load()
+	if o, ok := old[k]; ok {
+		return o
+	}
+	label := "other"
+	if k.code != 0 {
+		label = strconv.Itoa(k.code)
+	}
+	o := requestObservers{count: m.requests.WithLabelValues(k.outcome, label), duration: m.requestTime.WithLabelValues(k.outcome)}
+	next := make(map[requestKey]requestObservers, len(old)+1)
+	for kk, v := range old {
+		next[kk] = v
+	}
+	next[k] = o
+	m.byRequest.Store(&next)
+	return o
+}
+
+// HashSlots exports the password hasher's state, read at each scrape:
+// how many hashes may run at once, how many slots are taken (hashing, or
+// resting after a hash), and how many logins wait for one.
+func (m *Metrics) HashSlots(slots int, busy, queued func() int) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "authsidecar_hash_slots", Help: "Password hashes that may run at once.",
+		}, func() float64 { return float64(slots) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "authsidecar_hash_slots_busy", Help: "Hash slots taken: hashing, or resting after a hash.",
+		}, func() float64 { return float64(busy()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "authsidecar_hash_queue_length", Help: "Logins waiting for a free hash slot.",
+		}, func() float64 { return float64(queued()) }),
+	)
+}
+
+// DBPool exports the PostgreSQL connection pool's statistics, read at each
+// scrape from stat (pgxpool.Pool.Stat).
+func (m *Metrics) DBPool(stat func() *pgxpool.Stat) {
+	if m != nil {
+		m.reg.MustRegister(poolCollector{stat})
+	}
+}
+
+var (
+	poolConns = prometheus.NewDesc("authsidecar_db_pool_connections",
+		"Connections of the database pool by state: acquired (in use), idle, constructing.", []string{"state"}, nil)
+	poolMax = prometheus.NewDesc("authsidecar_db_pool_max_connections",
+		"The most connections the database pool opens.", nil, nil)
+	poolAcquires = prometheus.NewDesc("authsidecar_db_pool_acquires_total",
+		"Connections taken from the database pool.", nil, nil)
+	poolWaits = prometheus.NewDesc("authsidecar_db_pool_acquire_waits_total",
+		"Connections taken from the database pool that had to wait: none was idle.", nil, nil)
+	poolWaitTime = prometheus.NewDesc("authsidecar_db_pool_acquire_wait_seconds_total",
+		"Time spent waiting for a database connection when none was idle.", nil, nil)
+	poolCanceled = prometheus.NewDesc("authsidecar_db_pool_canceled_acquires_total",
+		"Waits for a database connection that ended with the request (canceled or timed out).", nil, nil)
+)
+
+type poolCollector struct{ stat func() *pgxpool.Stat }
+
+func (poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{poolConns, poolMax, poolAcquires, poolWaits, poolWaitTime, poolCanceled} {
+		ch <- d
+	}
+}
+
+func (p poolCollector) Collect(ch chan<- prometheus.Metric) {
+	s := p.stat()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
+	gauge(poolConns, float64(s.AcquiredConns()), "acquired")
+	gauge(poolConns, float64(s.IdleConns()), "idle")
+	gauge(poolConns, float64(s.ConstructingConns()), "constructing")
+	gauge(poolMax, float64(s.MaxConns()))
+	counter(poolAcquires, float64(s.AcquireCount()))
+	counter(poolWaits, float64(s.EmptyAcquireCount()))
+	counter(poolWaitTime, s.EmptyAcquireWaitTime().Seconds())
+	counter(poolCanceled, float64(s.CanceledAcquireCount()))
 }

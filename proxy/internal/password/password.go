@@ -25,8 +25,12 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/crypto/argon2"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
@@ -63,10 +67,12 @@ type Hasher struct {
 	// free holds the idle workers: taking one is taking a slot.
 	free    chan worker
 	workers []worker
+	queued  atomic.Int64 // callers waiting for a slot
 	wait    time.Duration
 	share   float64
 	now     func() time.Time
 	dummy   string
+	tracer  trace.Tracer // nil: no spans
 }
 
 // Options configure a Hasher. Zero fields take the defaults stated.
@@ -93,6 +99,9 @@ type Options struct {
 	Worker func() *exec.Cmd
 	// Now is the clock that times hashes for Share (default time.Now).
 	Now func() time.Time
+	// Tracer, if not nil, records a span for each hash and verification,
+	// from the wait for a slot to the worker's answer.
+	Tracer trace.Tracer
 }
 
 // DefaultShare is the default Options.Share. Measured on two cores (the
@@ -126,7 +135,7 @@ func New(opts Options) (*Hasher, error) {
 		opts.Now = time.Now
 	}
 	h := &Hasher{params: opts.Params, free: make(chan worker, opts.Concurrency), wait: opts.MaxWait,
-		share: opts.Share, now: opts.Now}
+		share: opts.Share, now: opts.Now, tracer: opts.Tracer}
 	dummy, err := hash([]byte("dummy password for unknown accounts"), h.params)
 	if err != nil {
 		return nil, err
@@ -182,6 +191,27 @@ func (h *Hasher) Verify(ctx context.Context, pw, encoded string) (bool, error) {
 
 // do runs req on a free worker.
 func (h *Hasher) do(ctx context.Context, req request) (response, error) {
+	if h.tracer != nil {
+		return h.traced(ctx, req)
+	}
+	return h.run(ctx, req)
+}
+
+// traced is do in a span.
+func (h *Hasher) traced(ctx context.Context, req request) (response, error) {
+	ctx, span := h.tracer.Start(ctx, "password."+req.Op,
+		trace.WithAttributes(attribute.Int("authsidecar.hash.slots_busy", h.Busy()), attribute.Int("authsidecar.hash.queued", h.Queued())))
+	defer span.End()
+	resp, err := h.run(ctx, req)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "hashing failed")
+	}
+	return resp, err
+}
+
+// run is do without a span.
+func (h *Hasher) run(ctx context.Context, req request) (response, error) {
 	w, err := h.acquire(ctx)
 	if err != nil {
 		return response{}, err
@@ -207,6 +237,8 @@ func (h *Hasher) acquire(ctx context.Context) (worker, error) {
 		return w, nil
 	default:
 	}
+	h.queued.Add(1)
+	defer h.queued.Add(-1)
 	t := time.NewTimer(h.wait)
 	defer t.Stop()
 	select {
@@ -218,6 +250,16 @@ func (h *Hasher) acquire(ctx context.Context) (worker, error) {
 		return nil, ctx.Err()
 	}
 }
+
+// Slots is how many hashes may run at once.
+func (h *Hasher) Slots() int { return cap(h.free) }
+
+// Busy is how many slots are taken: hashing, or resting after a hash (see
+// Options.Share).
+func (h *Hasher) Busy() int { return cap(h.free) - len(h.free) }
+
+// Queued is how many calls wait for a free slot.
+func (h *Hasher) Queued() int { return int(h.queued.Load()) }
 
 // release returns w to the free list once it has rested for its share
 // (see Options.Share). The caller does not wait for that.

@@ -139,6 +139,45 @@ func TestConcurrentCallersShareSlots(t *testing.T) {
 	}
 }
 
+// TestSlotsBusyAndQueued: what the metrics read of the hasher's state.
+func TestSlotsBusyAndQueued(t *testing.T) {
+	t.Parallel()
+	h := newHasher(t, Options{Concurrency: 2, MaxWait: time.Minute, Share: 1})
+	if h.Slots() != 2 || h.Busy() != 0 || h.Queued() != 0 {
+		t.Fatalf("idle: slots %d, busy %d, queued %d", h.Slots(), h.Busy(), h.Queued())
+	}
+	var held []worker
+	for range 2 {
+		w, err := h.acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, w)
+	}
+	if h.Busy() != 2 || h.Queued() != 0 {
+		t.Fatalf("both taken: busy %d, queued %d", h.Busy(), h.Queued())
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.Hash(context.Background(), "1111")
+		done <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); h.Queued() != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a caller waiting for a slot: queued %d, want 1", h.Queued())
+		}
+	}
+	for _, w := range held {
+		h.release(w, 0)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if h.Queued() != 0 || h.Busy() != 0 {
+		t.Fatalf("after: busy %d, queued %d", h.Busy(), h.Queued())
+	}
+}
+
 func TestCanceledContextGivesUp(t *testing.T) {
 	t.Parallel()
 	h := newHasher(t, Options{Concurrency: 1, MaxWait: time.Minute})

@@ -3,10 +3,13 @@ package session_test
 import (
 	"context"
 	"errors"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
+	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
 )
 
@@ -54,6 +57,32 @@ func TestCacheLosingListenerFailsClosed(t *testing.T) {
 	f.pool.Close()
 	if _, err := f.m.Authenticate(context.Background(), iss.Token); !errors.Is(err, auth.ErrUnavailable) {
 		t.Fatalf("Authenticate = %v, want ErrUnavailable once the listener is lost", err)
+	}
+}
+
+// TestFailingClosedIsCounted: a session checked in the store because the
+// replica does not listen is counted as a bypass of the cache, not as a
+// miss, so that an operator sees the cache failing closed.
+func TestFailingClosedIsCounted(t *testing.T) {
+	t.Parallel()
+	cfg := withCache(defaults)
+	cfg.Metrics = metrics.New()
+	f := newFixture(t, cfg)
+	iss := f.login(t, f.bob)
+	f.wantOK(t, iss.Token) // a miss
+	f.wantOK(t, iss.Token) // a hit
+	cfg.Cache.SetListening(false)
+	f.wantOK(t, iss.Token) // from the store: a bypass
+	rec := httptest.NewRecorder()
+	cfg.Metrics.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, line := range []string{
+		`authsidecar_cache_requests_total{cache="session",result="hit"} 1`,
+		`authsidecar_cache_requests_total{cache="session",result="miss"} 1`,
+		`authsidecar_cache_requests_total{cache="session",result="bypass"} 1`,
+	} {
+		if !strings.Contains(rec.Body.String(), "\n"+line+"\n") {
+			t.Errorf("no line %q in the scrape", line)
+		}
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -59,6 +60,9 @@ type Config struct {
 	Cache *Cache
 	// Metrics, if not nil, counts session events and cache lookups.
 	Metrics *metrics.Metrics
+	// Tracer, if not nil, records a span for each authentication, with
+	// children for a signature check and a store lookup (see traced).
+	Tracer trace.Tracer
 }
 
 // Manager issues and checks sessions.
@@ -143,10 +147,19 @@ func (m *Manager) Create(ctx context.Context, user auth.User, client Client) (Is
 // answered from memory: in the steady state a request costs no signature
 // check and no database query.
 func (m *Manager) Authenticate(ctx context.Context, raw string) (Caller, error) {
+	if m.cfg.Tracer != nil {
+		return m.traced(ctx, raw)
+	}
+	return m.authenticate(ctx, raw, m.tokens.Verify, m.store.Session)
+}
+
+// authenticate is Authenticate with the signature check and the store
+// lookup that a cache miss calls.
+func (m *Manager) authenticate(ctx context.Context, raw string, verify Verifier, load Loader) (Caller, error) {
 	now := m.now()
 	c := m.cfg.Cache
 
-	claims, seen, hit, err := c.Claims(raw, now, m.tokens.Verify)
+	claims, seen, hit, err := c.Claims(raw, now, verify)
 	if c != nil {
 		m.cfg.Metrics.TokenCache(hit)
 	}
@@ -170,9 +183,11 @@ func (m *Manager) Authenticate(ctx context.Context, raw string) (Caller, error) 
 	}
 
 	listening := c.Listening()
-	s, hit, err := c.Session(ctx, claims.SessionID, claims.Generation, m.store.Session)
+	s, hit, err := c.Session(ctx, claims.SessionID, claims.Generation, load)
 	if listening {
 		m.cfg.Metrics.SessionCache(hit)
+	} else if c != nil {
+		m.cfg.Metrics.SessionCacheBypassed() // failing closed: see Cache
 	}
 	if errors.Is(err, auth.ErrNotFound) {
 		level := zap.InfoLevel

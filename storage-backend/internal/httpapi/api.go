@@ -25,6 +25,11 @@ import (
 // DeviceHeader carries the device of the caller, set by the proxy.
 const DeviceHeader = "X-Auth-Device-Id"
 
+// SessionHeader carries the caller's session, set by the proxy: logged
+// with a failure, so that an operator finds the same request in the
+// proxy's log.
+const SessionHeader = "X-Auth-Session-Id"
+
 // Defaults and limits.
 const (
 	DefaultMaxBodyBytes = 1 << 20

@@ -81,7 +81,8 @@ func requestFields(r *http.Request, status int, err error) []zap.Field {
 	return []zap.Field{
 		zap.String("method", r.Method),
 		zap.String("path", r.URL.Path),
-		zap.String("device", r.Header.Get(DeviceHeader)),
+		zap.String("device_id", r.Header.Get(DeviceHeader)),
+		zap.String("session_id", r.Header.Get(SessionHeader)),
 		zap.Int("status", status),
 		zap.Error(err),
 	}
