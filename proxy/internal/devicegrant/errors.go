@@ -28,6 +28,17 @@ var (
 	ErrUnsupportedGrantType = errors.New("unsupported_grant_type")
 )
 
+// IsTokenError reports whether err is one of the token endpoint's answers
+// named by RFC 8628 and RFC 6749.
+func IsTokenError(err error) bool {
+	for _, e := range []error{ErrAuthorizationPending, ErrSlowDown, ErrAccessDenied, ErrExpiredToken, ErrInvalidGrant, ErrUnsupportedGrantType} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
 // Errors of the approval side.
 var (
 	// ErrUnknownUserCode: no live request has this user code (never had,
