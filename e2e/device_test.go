@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +16,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"github.com/getkin/kin-openapi/openapi3filter"
+
+	"github.com/authsidecar/authsidecar/client"
 )
 
 // The device authorization grant (RFC 8628) against the real binaries: a
@@ -333,5 +336,65 @@ func TestDeviceGrantFormEncoding(t *testing.T) {
 	}
 	if status, m := post("/api/auth/device/token", grant); status != http.StatusOK || m["token"] == nil {
 		t.Fatalf("token: %d %v", status, m)
+	}
+}
+
+// The Go client signs in with the device grant against the real proxy:
+// Login shows the code, waits while a person approves it, and the client
+// then stores records as that user; a denial ends Login with
+// ErrAccessDenied.
+func TestClientDeviceGrant(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil)
+	s.AddUser("HS-CLIENT", "1111", "4321", false)
+	shown := make(chan client.DeviceCode, 2)
+	c := client.New(s.Proxy.URL(), client.Credentials{DeviceID: "HS-CLIENT"},
+		client.WithHTTPClient(&http.Client{Timeout: 30 * time.Second}),
+		client.WithDeviceGrant(func(dc client.DeviceCode) { shown <- dc }))
+
+	type result struct {
+		s   client.Session
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		sess, err := c.Login(context.Background())
+		done <- result{sess, err}
+	}()
+	dc := <-shown
+	waitPolled(t, s, deviceAuthorization{UserCode: dc.UserCode})
+	if r := do(t, "POST", s.Proxy.URL()+"/api/auth/device/approve", "",
+		map[string]string{"user_code": dc.UserCode, "username": "1111", "password": "4321"}); r.Status != http.StatusNoContent {
+		t.Fatalf("approve: %d %s", r.Status, r.Body)
+	}
+	var res result
+	select {
+	case res = <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("Login did not return after the approval")
+	}
+	if res.err != nil || res.s.User.Username != "1111" || res.s.User.DeviceID != "HS-CLIENT" {
+		t.Fatalf("Login: %+v, %v", res.s, res.err)
+	}
+	if _, created, err := c.Put(context.Background(), "device-grant-1", map[string]int{"score": 1}, nil); err != nil || !created {
+		t.Fatalf("put as the approved user: created=%v, %v", created, err)
+	}
+
+	go func() {
+		sess, err := c.Login(context.Background())
+		done <- result{sess, err}
+	}()
+	dc = <-shown
+	waitPolled(t, s, deviceAuthorization{UserCode: dc.UserCode})
+	if r := do(t, "POST", s.Proxy.URL()+"/api/auth/device/deny", "", map[string]string{"user_code": dc.UserCode}); r.Status != http.StatusNoContent {
+		t.Fatalf("deny: %d %s", r.Status, r.Body)
+	}
+	select {
+	case res = <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("Login did not return after the denial")
+	}
+	if !errors.Is(res.err, client.ErrAccessDenied) {
+		t.Fatalf("Login after a denial: %v, want ErrAccessDenied", res.err)
 	}
 }
