@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -396,5 +398,37 @@ func TestClientDeviceGrant(t *testing.T) {
 	}
 	if !errors.Is(res.err, client.ErrAccessDenied) {
 		t.Fatalf("Login after a denial: %v, want ErrAccessDenied", res.err)
+	}
+}
+
+// The simulator's headsets sign in with the device grant against the real
+// proxy: each shows a code, the simulator approves it on the proxy as the
+// person would, and the headset writes as that user.
+func TestSimulatorWithDeviceGrant(t *testing.T) {
+	t.Parallel()
+	s := newEmbeddedStack(t, nil)
+	simBin := filepath.Join(t.TempDir(), "simulator")
+	if out, err := exec.Command("go", "build", "-o", simBin, "../simulator").CombinedOutput(); err != nil {
+		t.Fatalf("build simulator: %v\n%s", err, out)
+	}
+	cmd := exec.Command(simBin, "-proxy", s.Proxy.URL(), "-headsets", "2", "-duration", "2s", "-interval", "20ms",
+		"-device-prefix", "SIMDEV", "-username", "1111", "-password", "4321", "-create-users-with", proxyBin,
+		"-device-grant", "-json")
+	cmd.Env = env(map[string]string{"DATA_DIR": s.DataDir})
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var sum struct {
+		simulatorSummary
+		DeviceApprovals int64 `json:"deviceApprovals"`
+	}
+	if jerr := json.Unmarshal(stdout.Bytes(), &sum); jerr != nil {
+		t.Fatalf("summary is not JSON (%v):\n%s\nstderr:\n%s", jerr, stdout.String(), stderr.String())
+	}
+	if err != nil || !sum.Passed || sum.DeviceApprovals != 2 || sum.Logins != 2 || sum.WritesAcknowledged == 0 {
+		t.Fatalf("simulator: %v; summary %s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	if n := strings.Count(s.Proxy.Logs(), `"device approved"`); n != 2 {
+		t.Fatalf("%d approvals in the proxy's log, want 2", n)
 	}
 }
