@@ -304,7 +304,10 @@ func (s *Service) find(ctx context.Context, userCode, clientAddr string) (auth.D
 		return auth.DeviceCode{}, fmt.Errorf("count user code guess: %w", err)
 	}
 	if !ok {
-		s.log.Warn("user code guesses refused", zap.String("client_addr", clientAddr), zap.Time("until", ends))
+		// Debug: a client hammering past the limit must not turn each of
+		// its requests into a log line; the guesses that reached the limit
+		// were logged one by one.
+		s.log.Debug("user code guesses refused", zap.String("client_addr", clientAddr), zap.Time("until", ends))
 		return auth.DeviceCode{}, &GuessLimitError{RetryAfter: ends.Sub(now)}
 	}
 	c, err := s.store.DeviceCodeByUserCode(ctx, code)
