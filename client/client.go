@@ -17,6 +17,9 @@
 //     ErrUnavailable; RetryAfter from the header). A refused or reset
 //     connection is not retried either, and matches ErrUnavailable too.
 //
+// A headset without a keyboard signs in with the device authorization grant
+// instead of a password: see WithDeviceGrant.
+//
 // A Client is safe for concurrent use. Logins, refreshes and logouts run one
 // at a time, and a goroutine that finds the token already replaced by another
 // uses the new one: fifty goroutines that meet the same 401 cause one login,
@@ -117,6 +120,10 @@ type Client struct {
 	now         func() time.Time
 	margin      time.Duration
 	fixedMargin bool
+	// deviceShow, when set, makes logins the device grant (see
+	// WithDeviceGrant); sleep waits between its polls.
+	deviceShow func(DeviceCode)
+	sleep      func(ctx context.Context, d time.Duration) error
 
 	// authSem admits one login, refresh or logout at a time. A channel
 	// rather than a sync.Mutex so that a caller waiting behind a slow login
@@ -143,6 +150,7 @@ func New(baseURL string, creds Credentials, opts ...Option) *Client {
 		creds:   creds,
 		hc:      &http.Client{Timeout: 30 * time.Second},
 		now:     time.Now,
+		sleep:   sleepCtx,
 		authSem: make(chan struct{}, 1),
 	}
 	for _, o := range opts {
@@ -300,6 +308,9 @@ func (c *Client) reauth(ctx context.Context, stale string) (string, error) {
 
 // loginLocked logs in; the caller holds authSem.
 func (c *Client) loginLocked(ctx context.Context) (Session, error) {
+	if c.deviceShow != nil {
+		return c.deviceLoginLocked(ctx)
+	}
 	body, err := json.Marshal(map[string]string{
 		"deviceId": c.creds.DeviceID, "username": c.creds.Username, "password": c.creds.Password,
 	})

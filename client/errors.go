@@ -76,6 +76,10 @@ func (e *APIError) Is(target error) bool {
 	case ErrUnavailable:
 		return e.Status == http.StatusBadGateway || e.Status == http.StatusServiceUnavailable ||
 			e.Status == http.StatusGatewayTimeout
+	case ErrAccessDenied:
+		return e.Status == http.StatusBadRequest && e.Code == "access_denied"
+	case ErrExpiredToken:
+		return e.Status == http.StatusBadRequest && e.Code == "expired_token"
 	}
 	return false
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/proxy/internal/audit"
 	"github.com/authsidecar/authsidecar/proxy/internal/cleanup"
+	"github.com/authsidecar/authsidecar/proxy/internal/devicegrant"
 	"github.com/authsidecar/authsidecar/proxy/internal/gateway"
 	"github.com/authsidecar/authsidecar/proxy/internal/heapfloor"
 	"github.com/authsidecar/authsidecar/proxy/internal/login"
@@ -146,6 +148,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, stdout, 
 	// The gateway closes the tunnels of sessions that end; the listener,
 	// started once the gateway exists, tells it of every change.
 	var gw *gateway.Gateway
+	var grants *devicegrant.Service
 	var listener *postgres.Listener
 	switch {
 	case cfg.SessionCache && a.embedded != nil:
@@ -158,6 +161,10 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, stdout, 
 		listener = &postgres.Listener{
 			URL: cfg.DatabaseURL,
 			Changed: func(id string) {
+				if req, ok := strings.CutPrefix(id, devicegrant.NotifyPrefix); ok {
+					grants.Wake(req) // a device request decided, perhaps on another replica
+					return
+				}
 				m.Notification()
 				a.cache.Evict(id)
 				gw.SessionChanged(id)
@@ -194,10 +201,12 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, stdout, 
 	logins := login.New(ids, sessions, m, log)
 	logins.OneUserPerDevice = cfg.OneUserPerDevice
 	goBackground(sessions.FlushIdle)
+	grants = devicegrant.New(a.store, logins, sessions, devicegrant.Config{}, a.now, log.Named("devicegrant"))
 	gw = gateway.New(gateway.Config{
 		Upstream:       cfg.upstream,
 		Sessions:       sessions,
 		Login:          logins,
+		Device:         grants,
 		JWKS:           signer.JWKS(),
 		Ready:          a.ready,
 		Rules:          cfg.rules,
@@ -247,6 +256,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, stdout, 
 			{Name: "expired sessions", Run: sessions.Cleanup},
 			{Name: "stale login failures", Run: ids.ForgetStaleFailures},
 			{Name: "old audit events", Run: audit.New(a.store, cfg.AuditRetention, a.now).Prune},
+			{Name: "expired device codes", Run: grants.Cleanup},
 		},
 		Log: log.Named("cleanup"),
 	}

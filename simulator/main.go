@@ -10,7 +10,9 @@
 //
 // The accounts must exist: create them with `proxy user add`, or pass
 // -create-users-with /path/to/proxy (with DATABASE_URL set) to have the
-// simulator do it. See docs/headsets.md.
+// simulator do it. With -device-grant the headsets sign in with the device
+// grant instead, and the simulator approves each code with the account's
+// username and password. See docs/headsets.md.
 package main
 
 import (
@@ -54,6 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.VerifyTimeout, "verify-timeout", 30*time.Second, "time allowed for the final read-back, retries included")
 	fs.DurationVar(&cfg.BackoffMin, "backoff-min", 50*time.Millisecond, "first wait after a transient error")
 	fs.DurationVar(&cfg.BackoffMax, "backoff-max", time.Second, "longest wait between retries")
+	fs.BoolVar(&cfg.DeviceGrant, "device-grant", false, "sign in with the device grant (a code approved on the approval page) instead of a password login; the simulator approves each code with the headset's username and password")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -45,6 +47,11 @@ type Config struct {
 	// BackoffMin and BackoffMax bound the wait between retries of an
 	// operation that met a transient error; it doubles from one to the other.
 	BackoffMin, BackoffMax time.Duration
+	// DeviceGrant signs the headsets in with the device grant instead of a
+	// password login: each shows a code, and the simulator, playing the
+	// person at the approval page, approves it with the headset's username
+	// and password.
+	DeviceGrant bool
 }
 
 func (c *Config) defaults() {
@@ -90,8 +97,10 @@ type Summary struct {
 
 	Requests     int64 `json:"requests"`     // HTTP requests sent, logins and retries included
 	Responses2xx int64 `json:"responses2xx"` // of which answered 2xx
-	Logins       int64 `json:"logins"`       // successful logins
+	Logins       int64 `json:"logins"`       // successful logins (device grant: sessions received)
 	Refreshes    int64 `json:"refreshes"`    // successful refreshes
+	// DeviceApprovals are the codes approved, with -device-grant.
+	DeviceApprovals int64 `json:"deviceApprovals"`
 
 	Retries        int64            `json:"retries"`        // operations repeated after a transient error
 	RetriesByKind  map[string]int64 `json:"retriesByKind"`  // connection_refused, http_503, …
@@ -119,6 +128,7 @@ const sampleLimit = 10
 // stats are the counters the headsets share.
 type stats struct {
 	requests, ok2xx, logins, refreshes atomic.Int64
+	approvals                          atomic.Int64
 	retries, interrupted               atomic.Int64
 	acked, replaced, readsOK           atomic.Int64
 	readBackOK, lost                   atomic.Int64
@@ -169,7 +179,7 @@ func (t countingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if err == nil && resp.StatusCode >= 200 && resp.StatusCode <= 299 {
 		t.s.ok2xx.Add(1)
 		switch req.URL.Path {
-		case "/api/auth/login":
+		case "/api/auth/login", "/api/auth/device/token":
 			t.s.logins.Add(1)
 		case "/api/auth/refresh":
 			t.s.refreshes.Add(1)
@@ -197,9 +207,12 @@ type headset struct {
 	cfg   *Config
 	s     *stats
 	h     Headset
+	hc    *http.Client
 	c     *client.Client
 	nonce string
 	acked []ackedWrite
+
+	approving sync.WaitGroup // approvals of the codes it showed (DeviceGrant)
 }
 
 // errInterrupted: the duration ended while an operation was still being
@@ -223,11 +236,16 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		defer tr.CloseIdleConnections()
 		hc := &http.Client{Transport: countingTransport{base: tr, s: s}}
-		hs[i] = &headset{
-			cfg: &cfg, s: s, h: h, nonce: nonce(),
-			c: client.New(cfg.ProxyURL, client.Credentials{DeviceID: h.DeviceID, Username: h.Username, Password: h.Password},
-				client.WithHTTPClient(hc)),
+		hd := &headset{cfg: &cfg, s: s, h: h, hc: hc, nonce: nonce()}
+		opts := []client.Option{client.WithHTTPClient(hc)}
+		if cfg.DeviceGrant {
+			opts = append(opts, client.WithDeviceGrant(func(dc client.DeviceCode) {
+				hd.approving.Add(1)
+				go func() { defer hd.approving.Done(); hd.approve(ctx, dc) }()
+			}))
 		}
+		hd.c = client.New(cfg.ProxyURL, client.Credentials{DeviceID: h.DeviceID, Username: h.Username, Password: h.Password}, opts...)
+		hs[i] = hd
 	}
 
 	var wg sync.WaitGroup
@@ -236,6 +254,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		go func() {
 			defer wg.Done()
 			h.write(ctx, deadline)
+			h.approving.Wait()
 		}()
 	}
 	wg.Wait()
@@ -263,7 +282,7 @@ func (s *stats) summary(cfg Config, elapsed time.Duration) Summary {
 	out := Summary{
 		Proxy: cfg.ProxyURL, Headsets: len(cfg.Headsets), ElapsedSeconds: elapsed.Seconds(),
 		Requests: s.requests.Load(), Responses2xx: s.ok2xx.Load(),
-		Logins: s.logins.Load(), Refreshes: s.refreshes.Load(),
+		Logins: s.logins.Load(), Refreshes: s.refreshes.Load(), DeviceApprovals: s.approvals.Load(),
 		Retries: s.retries.Load(), RetriesByKind: s.retriesByKind,
 		FailuresByKind: s.failuresByKind, FailureSamples: s.samples,
 		Interrupted:        s.interrupted.Load(),
@@ -353,13 +372,71 @@ func (h *headset) failed(ctx context.Context, deadline time.Time, err error) (st
 	}
 	h.s.fail(kindOf(err), h.h.DeviceID, err)
 	switch {
-	case errors.Is(err, client.ErrUnauthorized), errors.Is(err, client.ErrForbidden):
+	case errors.Is(err, client.ErrUnauthorized), errors.Is(err, client.ErrForbidden), errors.Is(err, client.ErrAccessDenied):
 		return true
 	case errors.Is(err, client.ErrLockedOut):
 		wait, _ := client.RetryAfter(err)
 		return !sleepUntil(ctx, time.Now().Add(max(wait, h.cfg.BackoffMax)), deadline)
 	}
 	return !sleepUntil(ctx, time.Now().Add(h.cfg.BackoffMax), deadline)
+}
+
+// approve plays the person at the approval page for a code this headset
+// shows: it approves it with the headset's username and password, retrying
+// what a restarting proxy answers, until the code expires. A refusal (a
+// wrong password) is a failure, and the code is denied, so that the
+// headset's wait ends (access_denied) rather than at the code's expiry.
+func (h *headset) approve(ctx context.Context, dc client.DeviceCode) {
+	approval := map[string]string{"user_code": dc.UserCode, "username": h.h.Username, "password": h.h.Password}
+	_, err := h.retry(ctx, dc.ExpiresAt, func(ctx context.Context) error {
+		return h.post(ctx, "/api/auth/device/approve", approval)
+	})
+	if err == nil {
+		h.s.approvals.Add(1)
+		return
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	h.s.fail("approve_"+kindOf(err), h.h.DeviceID, err)
+	_ = h.post(context.WithoutCancel(ctx), "/api/auth/device/deny", map[string]string{"user_code": dc.UserCode})
+}
+
+// post sends body as JSON to path on the proxy; an answer other than 2xx is
+// a *client.APIError, as the client's own calls return them.
+func (h *headset) post(ctx context.Context, path string, body any) error {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.RequestTimeout)
+	defer cancel()
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(h.cfg.ProxyURL, "/")+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := h.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		return nil
+	}
+	ae := &client.APIError{Status: resp.StatusCode, Method: http.MethodPost, Path: path, Message: http.StatusText(resp.StatusCode)}
+	var eb struct{ Error, Message string }
+	if json.Unmarshal(data, &eb) == nil {
+		ae.Code = eb.Error
+		if eb.Message != "" {
+			ae.Message = eb.Message
+		}
+	}
+	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+		ae.RetryAfter = time.Duration(secs) * time.Second
+	}
+	return ae
 }
 
 // verify reads back every write this headset had acknowledged.
@@ -530,6 +607,9 @@ func (s Summary) Text(w io.Writer) {
 	fmt.Fprintf(w, "  2xx                  %d\n", s.Responses2xx)
 	fmt.Fprintf(w, "  logins               %d\n", s.Logins)
 	fmt.Fprintf(w, "  refreshes            %d\n", s.Refreshes)
+	if s.DeviceApprovals > 0 {
+		fmt.Fprintf(w, "  device approvals     %d\n", s.DeviceApprovals)
+	}
 	fmt.Fprintf(w, "  retries              %d%s\n", s.Retries, kinds(s.RetriesByKind))
 	fmt.Fprintf(w, "  failures             %d%s\n", s.Failures, kinds(s.FailuresByKind))
 	fmt.Fprintf(w, "  interrupted          %d\n", s.Interrupted)

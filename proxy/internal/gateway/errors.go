@@ -6,10 +6,12 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
+	"github.com/authsidecar/authsidecar/proxy/internal/devicegrant"
 )
 
 // Errors of the HTTP surface itself.
@@ -23,16 +25,33 @@ var (
 type errorBody struct {
 	Error   string `json:"error"`
 	Message string `json:"message"`
+	// Description repeats Message where OAuth clients look for it (the
+	// device grant's token errors).
+	Description string `json:"error_description,omitempty"`
 }
 
 // realm names the protection space in WWW-Authenticate (RFC 6750 §3).
 const realm = "authsidecar"
 
-// writeError maps err to a status and a body a client may see; the cause
-// goes to the log only. This is the one place where errors become statuses.
+// writeError writes err as the JSON error body, with the status,
+// headers and code of errorStatus.
 func (g *Gateway) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	status, code, msg := http.StatusInternalServerError, "internal", "internal error"
+	status, code, msg := g.errorStatus(w, r, err)
+	body := errorBody{Error: code, Message: msg}
+	if devicegrant.IsTokenError(err) {
+		body.Description = msg // RFC 6749 §5.2 names it so
+	}
+	writeJSON(w, status, body)
+}
+
+// errorStatus maps err to a status, a code and a message a client may see,
+// and sets the headers that go with them (WWW-Authenticate, Retry-After)
+// on w; the cause goes to the log only. This is the one place where errors
+// become statuses, for the JSON errors and for the approval page alike.
+func (g *Gateway) errorStatus(w http.ResponseWriter, r *http.Request, err error) (status int, code, msg string) {
+	status, code, msg = http.StatusInternalServerError, "internal", "internal error"
 	var locked *auth.LockedOutError
+	var guesses *devicegrant.GuessLimitError
 	switch {
 	case errors.Is(err, errMissingToken):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`"`)
@@ -73,6 +92,26 @@ func (g *Gateway) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		status, code, msg = 499, "canceled", "request canceled"
 	case errors.Is(err, context.DeadlineExceeded):
 		status, code, msg = http.StatusServiceUnavailable, "unavailable", "the session store did not answer in time"
+	case errors.Is(err, devicegrant.ErrAuthorizationPending):
+		status, code, msg = http.StatusBadRequest, "authorization_pending", "nobody has approved or denied the request yet; poll again after the interval"
+	case errors.Is(err, devicegrant.ErrSlowDown):
+		status, code, msg = http.StatusBadRequest, "slow_down", "polled sooner than the interval; wait 5 seconds longer between polls from now on"
+	case errors.Is(err, devicegrant.ErrAccessDenied):
+		status, code, msg = http.StatusBadRequest, "access_denied", "the request was denied"
+	case errors.Is(err, devicegrant.ErrExpiredToken):
+		status, code, msg = http.StatusBadRequest, "expired_token", "the code expired before anyone approved it; request a new one"
+	case errors.Is(err, devicegrant.ErrInvalidGrant):
+		status, code, msg = http.StatusBadRequest, "invalid_grant", "unknown device code, one issued to another device, or one already used"
+	case errors.Is(err, devicegrant.ErrUnsupportedGrantType):
+		status, code, msg = http.StatusBadRequest, "unsupported_grant_type", "grant_type must be "+deviceGrantType
+	case errors.Is(err, devicegrant.ErrUnknownUserCode):
+		status, code, msg = http.StatusNotFound, "unknown_code", "no request waits with this code: check the code the headset shows, or let it ask for a new one"
+	case errors.Is(err, devicegrant.ErrAlreadyDecided):
+		status, code, msg = http.StatusConflict, "already_decided", "this request was already approved or denied"
+	case errors.As(err, &guesses):
+		secs := retrySeconds(guesses.RetryAfter)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		status, code, msg = http.StatusTooManyRequests, "too_many_attempts", "too many unknown codes from this address; try again after "+strconv.Itoa(secs)+" seconds"
 	}
 	if status >= 500 {
 		g.log.Error("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path),
@@ -81,7 +120,12 @@ func (g *Gateway) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		ce.Write(zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Int("status", status), zap.Error(err))
 	}
 	setOutcome(w, code)
-	writeJSON(w, status, errorBody{Error: code, Message: msg})
+	return status, code, msg
+}
+
+// retrySeconds is d in whole seconds for Retry-After, rounded up, at least 1.
+func retrySeconds(d time.Duration) int {
+	return max(int(d.Seconds()+0.999), 1)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/audit"
+	"github.com/authsidecar/authsidecar/proxy/internal/devicegrant"
 	"github.com/authsidecar/authsidecar/proxy/internal/login"
 	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
@@ -44,6 +45,9 @@ type Config struct {
 	Rules *Rules
 	// Audit, if not nil, serves GET /api/admin/events.
 	Audit *audit.Service
+	// Device, if not nil, serves the device grant (RFC 8628) and its
+	// approval page; without it their routes answer 404.
+	Device *devicegrant.Service
 	// TrustedProxies are the peers whose X-Forwarded-For names the client
 	// (see clientAddr); none by default.
 	TrustedProxies []netip.Prefix
@@ -94,6 +98,11 @@ func (g *Gateway) register(handle func(pattern string, h http.Handler)) {
 	r.route("/api/auth/logout", http.MethodPost, g.withCaller(g.logout))
 	r.route("/api/auth/session", http.MethodGet, g.withCaller(g.session))
 	r.anyMethod("/api/auth/verify", g.verify) // the ingress asks with the client's method
+	r.route("/api/auth/device/code", http.MethodPost, g.deviceCode)
+	r.route("/api/auth/device/token", http.MethodPost, g.deviceToken)
+	r.route("/api/auth/device/approve", http.MethodPost, g.deviceApprove)
+	r.route("/api/auth/device/deny", http.MethodPost, g.deviceDeny)
+	r.route("/device", http.MethodGet, g.devicePageHTML)
 	r.route("/api/admin/sessions", http.MethodGet, g.withAdmin(g.adminList))
 	r.route("/api/admin/sessions/revoke", http.MethodPost, g.withAdmin(g.adminRevoke))
 	r.route("/api/admin/sessions/{id}", http.MethodDelete, g.withAdmin(g.adminDelete))

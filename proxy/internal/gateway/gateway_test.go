@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/authsidecar/authsidecar/internal/testkit"
+	"github.com/authsidecar/authsidecar/proxy/internal/devicegrant"
 	"github.com/authsidecar/authsidecar/proxy/internal/gateway"
 	"github.com/authsidecar/authsidecar/proxy/internal/identity"
 	"github.com/authsidecar/authsidecar/proxy/internal/login"
@@ -83,6 +84,8 @@ type envOptions struct {
 	Upstream *url.URL              // nil: a recording upstream of the env's own
 	Session  func(*session.Config) // changes to the session configuration
 	Gateway  func(*gateway.Config) // changes to the gateway configuration
+	// Device, if not nil, serves the device grant with this policy.
+	Device *devicegrant.Config
 }
 
 // newEnvWith is newEnv with options.
@@ -130,6 +133,9 @@ func newEnvWith(t testing.TB, o envOptions) *env {
 	gcfg := gateway.Config{
 		Upstream: upURL, Sessions: e.sessions, Login: login.New(e.ids, e.sessions, cfg.Metrics, log), JWKS: signer.JWKS(),
 		Ready: func(ctx context.Context) error { return store.Ping(ctx) }, Log: log, Metrics: cfg.Metrics,
+	}
+	if o.Device != nil {
+		gcfg.Device = devicegrant.New(store, gcfg.Login, e.sessions, *o.Device, time.Now, log)
 	}
 	if o.Gateway != nil {
 		o.Gateway(&gcfg)

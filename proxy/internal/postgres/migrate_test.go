@@ -70,8 +70,10 @@ func appliedCount(t *testing.T, m *schema.Migrator) int {
 	}
 	n := 0
 	for i, s := range st {
-		if s.Version != int64(i+1) {
-			t.Fatalf("Status[%d].Version = %d, want %d (oldest first)", i, s.Version, i+1)
+		// Oldest first, from 1. A version may be missing while the
+		// branch that adds it is not merged yet.
+		if (i == 0 && s.Version != 1) || (i > 0 && s.Version <= st[i-1].Version) {
+			t.Fatalf("Status[%d].Version = %d, after %v (want oldest first, from 1)", i, s.Version, st[:i])
 		}
 		if s.Name == "" {
 			t.Fatalf("Status[%d] has no name", i)
@@ -129,7 +131,9 @@ func TestMigrationsUpDownUpRoundTrip(t *testing.T) {
 	}
 
 	// Down rolls back one migration at a time, newest first.
-	for v := int64(wantMigrations); v >= 1; v-- {
+	versions := migrationVersions(t, m)
+	for i := len(versions) - 1; i >= 0; i-- {
+		v := versions[i]
 		got, err := m.Down(ctx)
 		if err != nil || got != v {
 			t.Fatalf("Down = %d, %v; want %d", got, err, v)
@@ -137,8 +141,8 @@ func TestMigrationsUpDownUpRoundTrip(t *testing.T) {
 		if isCurrent(t, m) {
 			t.Fatalf("Current after rolling back %d: true", v)
 		}
-		if n := appliedCount(t, m); n != int(v-1) {
-			t.Fatalf("after rolling back %d: %d applied, want %d", v, n, v-1)
+		if n := appliedCount(t, m); n != i {
+			t.Fatalf("after rolling back %d: %d applied, want %d", v, n, i)
 		}
 	}
 	if got, err := m.Down(ctx); err != nil || got != 0 {
@@ -192,4 +196,19 @@ func TestMigrationsConcurrentUp(t *testing.T) {
 			t.Fatalf("migrator %d: not current", i)
 		}
 	}
+}
+
+// migrationVersions lists the versions of every migration m embeds,
+// oldest first.
+func migrationVersions(t *testing.T, m *schema.Migrator) []int64 {
+	t.Helper()
+	st, err := m.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int64
+	for _, s := range st {
+		out = append(out, s.Version)
+	}
+	return out
 }

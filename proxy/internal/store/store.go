@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/audit"
+	"github.com/authsidecar/authsidecar/proxy/internal/devicegrant"
 	"github.com/authsidecar/authsidecar/proxy/internal/identity"
 	"github.com/authsidecar/authsidecar/proxy/internal/session"
 )
@@ -18,6 +19,7 @@ type Store interface {
 	session.Store
 	identity.Store
 	audit.Store
+	devicegrant.Store
 	Ping(ctx context.Context) error
 	// SigningKeyPEM returns the signing key kept in the store, made with
 	// generate on first use (one key for every replica).

@@ -28,7 +28,7 @@ type test struct {
 func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Helper()
 	var all []test
-	for _, group := range [][]test{userTests, importTests, eventTests, idleTests, sessionTests, lockoutTests, keyTests, otherTests} {
+	for _, group := range [][]test{userTests, importTests, eventTests, idleTests, sessionTests, lockoutTests, keyTests, deviceGrantTests, otherTests} {
 		all = append(all, group...)
 	}
 	for _, tc := range all {
