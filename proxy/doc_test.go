@@ -10,7 +10,7 @@ import (
 )
 
 // TestPackagesHaveDocComments: every package of the proxy says what it is
-// for (STYLE.md), so that a newcomer finds their way.
+// for, so that a newcomer finds their way.
 func TestPackagesHaveDocComments(t *testing.T) {
 	t.Parallel()
 	documented := map[string]bool{}

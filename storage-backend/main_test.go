@@ -420,7 +420,7 @@ func waitForListening(t *testing.T, logs *lockedBuffer, exited <-chan int) strin
 	return ""
 }
 
-// Every package says what it is for (STYLE.md).
+// Every package says what it is for, so that a newcomer finds their way.
 func TestPackagesHaveDocComments(t *testing.T) {
 	t.Parallel()
 	documented := map[string]bool{}
