@@ -113,6 +113,7 @@ func (a *app) openStore(ctx context.Context, wait time.Duration) error {
 	}
 	a.store = postgres.NewStore(a.pool)
 	log.Info("store: PostgreSQL", zap.String("database", a.storeWhere()))
+	log.Info("database query mode", zap.Stringer("query_mode", a.pool.Config().ConnConfig.DefaultQueryExecMode))
 	mig, err := postgres.NewMigrator(ctx, a.pool)
 	if err != nil {
 		a.close()

@@ -41,6 +41,11 @@ type config struct {
 	GCHeapFloorMiB   int           `env:"GC_HEAP_FLOOR_MIB" envDefault:"32" help:"heap the garbage collector lets grow before collecting, in MiB (0 to 1024; 0: off)"`
 	PublicRoutes     string        `env:"PUBLIC_ROUTES" help:"ServeMux patterns ([METHOD ]/path, comma-separated) forwarded without a token"`
 	AdminRoutes      string        `env:"ADMIN_ROUTES" help:"ServeMux patterns forwarded for admin sessions only"`
+	// DatabaseListenURL is for the one LISTEN connection, which needs a
+	// session of its own on the server: a pooler in transaction mode
+	// (PgBouncer) would hand the LISTEN to a server connection and then
+	// give that connection to someone else.
+	DatabaseListenURL string `env:"DATABASE_LISTEN_URL" help:"a direct postgres://… connection for LISTEN when DATABASE_URL goes through a pooler such as PgBouncer; default: DATABASE_URL"`
 
 	upstream    *url.URL       // parsed UpstreamURL
 	logLevel    zapcore.Level  // parsed LogLevel
@@ -110,6 +115,14 @@ func (c *config) validate() error {
 		// is wrong.
 		return bad("DATABASE_URL", "not a valid postgres:// URL or connection string")
 	}
+	if c.DatabaseListenURL != "" {
+		if c.DatabaseURL == "" {
+			return bad("DATABASE_LISTEN_URL", "set without DATABASE_URL (the embedded store has nothing to listen to)")
+		}
+		if _, err := pgxpool.ParseConfig(c.DatabaseListenURL); err != nil {
+			return bad("DATABASE_LISTEN_URL", "not a valid postgres:// URL or connection string")
+		}
+	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
@@ -174,6 +187,14 @@ func (c *config) validate() error {
 		c.signingKeys = keys
 	}
 	return nil
+}
+
+// listenURL is where the session-change listener connects.
+func (c config) listenURL() string {
+	if c.DatabaseListenURL != "" {
+		return c.DatabaseListenURL
+	}
+	return c.DatabaseURL
 }
 
 // splitList splits a comma-separated setting, dropping blanks around and

@@ -144,7 +144,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 	case cfg.SessionCache:
 		a.cache = session.NewCache(cacheEntries)
 		listener = &postgres.Listener{
-			URL: cfg.DatabaseURL,
+			URL: cfg.listenURL(),
 			Changed: func(id string) {
 				m.Notification()
 				a.cache.Evict(id)
