@@ -91,3 +91,33 @@ func TestBehindPgBouncer(t *testing.T) {
 		t.Errorf("the janitor did not log its deletions:\n%s", logs)
 	}
 }
+
+// TestListenThroughPgBouncerStaysDown: DATABASE_URL through PgBouncer in
+// transaction mode and no DATABASE_LISTEN_URL, the mistake the setting
+// exists for. A LISTEN made through the pooler never hears what is
+// committed; the listener's probe finds that out before it caches
+// anything, so the replica stays uncached (every request checked in the
+// database, revocations effective at once) and says what to set.
+func TestListenThroughPgBouncerStaysDown(t *testing.T) {
+	t.Parallel()
+	direct := testkit.Database(t)
+	pb := testkit.StartPgBouncer(t)
+	s := newStackOn(t, pb.URL(direct), map[string]string{"LISTENER_HEALTH_INTERVAL": "300ms"})
+	s.AddUser(device, "1111", "1111", false)
+	waitFor(t, 30*time.Second, "the replica did not say to set DATABASE_LISTEN_URL", func() bool {
+		return strings.Contains(s.Proxy.Logs(), "set DATABASE_LISTEN_URL to a direct connection")
+	})
+	tok := login(t, s.Proxy, device, "1111", "1111").Token
+	if !works(t, s.Proxy, tok) {
+		t.Fatal("session refused")
+	}
+	if out, code := s.Command("", "sessions", "revoke", "--device", device); code != 0 {
+		t.Fatal(out)
+	}
+	if works(t, s.Proxy, tok) {
+		t.Fatal("a revoked session was accepted: the replica cached it without hearing revocations")
+	}
+	if up := scrape(t, s.Proxy, "authsidecar_listener_up"); up != 0 {
+		t.Fatalf("listener_up = %v through PgBouncer, want 0", up)
+	}
+}

@@ -96,7 +96,7 @@ func (a *app) openStore(ctx context.Context, wait time.Duration) error {
 	}
 	deadline := time.Now().Add(wait)
 	for backoff := 250 * time.Millisecond; ; backoff = min(backoff*2, 5*time.Second) {
-		pool, err := postgres.Open(ctx, cfg.DatabaseURL, a.metrics.QueryTracer())
+		pool, err := postgres.Open(ctx, cfg.DatabaseURL, a.metrics.QueryTracer(), postgres.WithStatementTimeout(cfg.DatabaseStatementTimeout))
 		if err == nil {
 			a.pool = pool
 			break

@@ -46,6 +46,11 @@ type config struct {
 	// (PgBouncer) would hand the LISTEN to a server connection and then
 	// give that connection to someone else.
 	DatabaseListenURL string `env:"DATABASE_LISTEN_URL" help:"a direct postgres://… connection for LISTEN when DATABASE_URL goes through a pooler such as PgBouncer; default: DATABASE_URL"`
+	// The bounds on waiting for the database (see docs/architecture.md,
+	// "When the database hangs").
+	DatabaseStatementTimeout time.Duration `env:"DATABASE_STATEMENT_TIMEOUT" envDefault:"5s" help:"longest any one database statement may take before it fails (0: no bound)"`
+	SessionCheckTimeout      time.Duration `env:"SESSION_CHECK_TIMEOUT" envDefault:"2s" help:"a request whose session cannot be checked in the database within this gets 503"`
+	ListenerHealthInterval   time.Duration `env:"LISTENER_HEALTH_INTERVAL" envDefault:"2s" help:"the change listener is checked after this long without a notification, and given up (caches emptied) when the check takes longer"`
 
 	upstream    *url.URL       // parsed UpstreamURL
 	logLevel    zapcore.Level  // parsed LogLevel
@@ -134,6 +139,9 @@ func (c *config) validate() error {
 		{"DRAIN_DELAY", c.DrainDelay, true},
 		{"LOGIN_LOCKOUT", c.LoginLockout, false},
 		{"CLEANUP_INTERVAL", c.CleanupInterval, false},
+		{"DATABASE_STATEMENT_TIMEOUT", c.DatabaseStatementTimeout, true},
+		{"SESSION_CHECK_TIMEOUT", c.SessionCheckTimeout, false},
+		{"LISTENER_HEALTH_INTERVAL", c.ListenerHealthInterval, false},
 	} {
 		if d.v < 0 || (d.v == 0 && !d.zero) {
 			return bad(d.name, "must be a positive duration such as 30s, 10m or 24h")

@@ -30,6 +30,11 @@ func TestConfigScaleSettings(t *testing.T) {
 		{map[string]string{"DATABASE_URL": testDB, "DATABASE_LISTEN_URL": "postgres://u:secret@host:notaport/db"}, "DATABASE_LISTEN_URL"},
 		{map[string]string{"DATABASE_URL": testDB, "DATABASE_LISTEN_URL": "not a url"}, "DATABASE_LISTEN_URL"},
 		{map[string]string{"DATABASE_LISTEN_URL": testDB, "DATA_DIR": t.TempDir()}, "DATABASE_LISTEN_URL"},
+		{map[string]string{"DATABASE_URL": testDB, "DATABASE_STATEMENT_TIMEOUT": "5"}, "DATABASE_STATEMENT_TIMEOUT"},
+		{map[string]string{"DATABASE_URL": testDB, "DATABASE_STATEMENT_TIMEOUT": "-1s"}, "DATABASE_STATEMENT_TIMEOUT"},
+		{map[string]string{"DATABASE_URL": testDB, "SESSION_CHECK_TIMEOUT": "0s"}, "SESSION_CHECK_TIMEOUT"},
+		{map[string]string{"DATABASE_URL": testDB, "SESSION_CHECK_TIMEOUT": "2x"}, "SESSION_CHECK_TIMEOUT"},
+		{map[string]string{"DATABASE_URL": testDB, "LISTENER_HEALTH_INTERVAL": "0s"}, "LISTENER_HEALTH_INTERVAL"},
 	} {
 		_, err := loadConfig(tc.env)
 		var se *settingError

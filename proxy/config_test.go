@@ -27,6 +27,7 @@ func TestConfigDefaults(t *testing.T) {
 		TokenTTL: 24 * time.Hour, SessionMaxAge: 168 * time.Hour, RefreshGrace: 10 * time.Second,
 		LoginMaxFailures: 5, LoginLockout: time.Minute, AutoMigrate: true, CleanupInterval: 10 * time.Minute,
 		LogLevel: "info", MetricsAddr: ":9090", DataDir: "./data", SessionCache: true,
+		DatabaseStatementTimeout: 5 * time.Second, SessionCheckTimeout: 2 * time.Second, ListenerHealthInterval: 2 * time.Second,
 		GCHeapFloorMiB: 32,
 	}
 	if c.upstream.String() != "http://127.0.0.1:9000" || c.signingKeys != nil {

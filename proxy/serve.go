@@ -120,6 +120,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 		return err
 	}
 	defer a.close()
+	a.store = boundSessionChecks(a.store, cfg.SessionCheckTimeout)
 
 	// Background work (listener, janitor) stops after the server has
 	// drained, before the pool closes.
@@ -144,7 +145,9 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, _, stder
 	case cfg.SessionCache:
 		a.cache = session.NewCache(cacheEntries)
 		listener = &postgres.Listener{
-			URL: cfg.listenURL(),
+			URL:  cfg.listenURL(),
+			Pool: a.pool,
+			Ping: cfg.ListenerHealthInterval,
 			Changed: func(id string) {
 				m.Notification()
 				a.cache.Evict(id)

@@ -15,6 +15,7 @@ import (
 	"io"
 	"io/fs"
 	neturl "net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,7 +42,17 @@ const migrationsTable = "authsidecar_proxy_migrations"
 const defaultConnectTimeout = 5 * time.Second
 
 // Option tunes Open.
-type Option func(*pgxpool.Config)
+type Option func(*options)
+
+type options struct {
+	statementTimeout time.Duration
+}
+
+// WithStatementTimeout bounds every statement the pool runs by d (see
+// deadlineTracer); 0 leaves them unbounded.
+func WithStatementTimeout(d time.Duration) Option {
+	return func(o *options) { o.statementTimeout = d }
+}
 
 // Open connects a pool and checks that the database answers. tracer, if
 // not nil, sees every query (for metrics).
@@ -51,7 +62,17 @@ type Option func(*pgxpool.Config)
 // the URL chooses a default_query_exec_mode itself, keeps pgx's named
 // prepared statements on a direct connection and uses PooledExecMode
 // through a pooler.
+//
+// With a statement timeout, every statement carries a deadline of that
+// length; reaching PostgreSQL itself, its connections also start with the
+// server's statement_timeout set to it (a pooler would refuse that startup
+// parameter, and a SET would not stick to a pooled connection), so that the
+// server stops working on a statement its client gave up on.
 func Open(ctx context.Context, url string, tracer pgx.QueryTracer, opts ...Option) (*pgxpool.Pool, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("database url: %w", err)
@@ -59,19 +80,20 @@ func Open(ctx context.Context, url string, tracer pgx.QueryTracer, opts ...Optio
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
-	if !setsParam(url, "default_query_exec_mode") {
-		direct, err := reachesServer(ctx, cfg.ConnConfig)
-		if err != nil {
-			return nil, fmt.Errorf("connect to database: %w", err)
+	direct, err := reachesServer(ctx, cfg.ConnConfig)
+	if err != nil {
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	if !direct && !setsParam(url, "default_query_exec_mode") {
+		cfg.ConnConfig.DefaultQueryExecMode = PooledExecMode
+	}
+	if o.statementTimeout > 0 {
+		if _, set := cfg.ConnConfig.RuntimeParams["statement_timeout"]; direct && !set {
+			cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(o.statementTimeout.Milliseconds(), 10)
 		}
-		if !direct {
-			cfg.ConnConfig.DefaultQueryExecMode = PooledExecMode
-		}
+		tracer = &deadlineTracer{limit: o.statementTimeout, next: tracer}
 	}
 	cfg.ConnConfig.Tracer = tracer
-	for _, o := range opts {
-		o(cfg)
-	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
@@ -158,8 +180,8 @@ func setsParam(connString, name string) bool {
 // so that it works through a transaction pooler as well as directly.
 //
 // The migrator has connections of its own, made from the pool's settings
-// but without its tracer: a migration may take longer than any bound the
-// pool puts on a request's statements.
+// but without its tracer and its statement_timeout: a migration may take
+// longer than any bound the pool puts on a request's statements.
 func NewMigrator(ctx context.Context, pool *pgxpool.Pool) (*schema.Migrator, error) {
 	var name string
 	if err := pool.QueryRow(ctx, "SELECT current_schema()").Scan(&name); err != nil {
@@ -174,6 +196,7 @@ func NewMigrator(ctx context.Context, pool *pgxpool.Pool) (*schema.Migrator, err
 	}
 	cc := pool.Config().ConnConfig.Copy()
 	cc.Tracer = nil
+	delete(cc.RuntimeParams, "statement_timeout")
 	db := stdlib.OpenDB(*cc)
 	// One connection kept between uses: readiness asks for the version
 	// every few seconds.
