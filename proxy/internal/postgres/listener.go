@@ -166,7 +166,7 @@ func (l *Listener) listen(ctx context.Context, conn *listenConn) error {
 		switch {
 		case err == nil:
 			if n.Channel != conn.probe { // a late probe answer is not a session
-				l.Changed(n.Payload)
+				l.changed(n.Payload)
 			}
 			continue
 		case ctx.Err() != nil:
@@ -203,7 +203,7 @@ func (l *Listener) check(ctx context.Context, conn *listenConn) error {
 					return err
 				}
 				if n.Channel != conn.probe {
-					l.Changed(n.Payload)
+					l.changed(n.Payload)
 				} else if n.Payload == token {
 					return nil
 				}
@@ -217,6 +217,16 @@ func (l *Listener) check(ctx context.Context, conn *listenConn) error {
 	}
 	_, err := conn.Exec(ctx, "SELECT 1")
 	return err
+}
+
+// changed passes on a session change and then logs it at debug level: the
+// line says the replica has acted on it (the benchmark times revocations
+// across replicas by it).
+func (l *Listener) changed(sessionID string) {
+	l.Changed(sessionID)
+	if ce := l.Log.Check(zap.DebugLevel, "session change heard"); ce != nil {
+		ce.Write(zap.String("session_id", sessionID))
+	}
 }
 
 func randomHex(n int) string {
