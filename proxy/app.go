@@ -103,7 +103,7 @@ func (a *app) openStore(ctx context.Context, wait time.Duration) error {
 	}
 	deadline := time.Now().Add(wait)
 	for backoff := 250 * time.Millisecond; ; backoff = min(backoff*2, 5*time.Second) {
-		pool, err := postgres.Open(ctx, cfg.DatabaseURL, a.metrics.QueryTracer())
+		pool, err := postgres.Open(ctx, cfg.DatabaseURL, a.metrics.QueryTracer(), postgres.WithStatementTimeout(cfg.DatabaseStatementTimeout))
 		if err == nil {
 			a.pool = pool
 			break
@@ -120,6 +120,7 @@ func (a *app) openStore(ctx context.Context, wait time.Duration) error {
 	}
 	a.store = postgres.NewStore(a.pool)
 	log.Info("store: PostgreSQL", zap.String("database", a.storeWhere()))
+	log.Info("database query mode", zap.Stringer("query_mode", a.pool.Config().ConnConfig.DefaultQueryExecMode))
 	mig, err := postgres.NewMigrator(ctx, a.pool)
 	if err != nil {
 		a.close()

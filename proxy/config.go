@@ -50,6 +50,16 @@ type config struct {
 	AuditRetention   time.Duration `env:"AUDIT_RETENTION" envDefault:"8760h" help:"how long audit events are kept; 0 keeps them forever"`
 
 	SigningKeyEncryptionKeyFile string `env:"SIGNING_KEY_ENCRYPTION_KEY_FILE" help:"file of 32 random bytes (raw, hex or base64) that encrypts the signing key kept in the store; unused with SIGNING_KEY_FILE"`
+	// DatabaseListenURL is for the one LISTEN connection, which needs a
+	// session of its own on the server: a pooler in transaction mode
+	// (PgBouncer) would hand the LISTEN to a server connection and then
+	// give that connection to someone else.
+	DatabaseListenURL string `env:"DATABASE_LISTEN_URL" help:"a direct postgres://… connection for LISTEN when DATABASE_URL goes through a pooler such as PgBouncer; default: DATABASE_URL"`
+	// The bounds on waiting for the database (see docs/architecture.md,
+	// "When the database hangs").
+	DatabaseStatementTimeout time.Duration `env:"DATABASE_STATEMENT_TIMEOUT" envDefault:"5s" help:"longest any one database statement may take before it fails (0: no bound)"`
+	SessionCheckTimeout      time.Duration `env:"SESSION_CHECK_TIMEOUT" envDefault:"2s" help:"a request whose session cannot be checked in the database within this gets 503"`
+	ListenerHealthInterval   time.Duration `env:"LISTENER_HEALTH_INTERVAL" envDefault:"2s" help:"the change listener is checked after this long without a notification, and given up (caches emptied) when the check takes longer"`
 
 	upstream    *url.URL       // parsed UpstreamURL
 	logLevel    zapcore.Level  // parsed LogLevel
@@ -134,6 +144,14 @@ func (c *config) validate() error {
 		// is wrong.
 		return bad("DATABASE_URL", "not a valid postgres:// URL or connection string")
 	}
+	if c.DatabaseListenURL != "" {
+		if c.DatabaseURL == "" {
+			return bad("DATABASE_LISTEN_URL", "set without DATABASE_URL (the embedded store has nothing to listen to)")
+		}
+		if _, err := pgxpool.ParseConfig(c.DatabaseListenURL); err != nil {
+			return bad("DATABASE_LISTEN_URL", "not a valid postgres:// URL or connection string")
+		}
+	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
@@ -145,6 +163,9 @@ func (c *config) validate() error {
 		{"DRAIN_DELAY", c.DrainDelay, true},
 		{"LOGIN_LOCKOUT", c.LoginLockout, false},
 		{"CLEANUP_INTERVAL", c.CleanupInterval, false},
+		{"DATABASE_STATEMENT_TIMEOUT", c.DatabaseStatementTimeout, true},
+		{"SESSION_CHECK_TIMEOUT", c.SessionCheckTimeout, false},
+		{"LISTENER_HEALTH_INTERVAL", c.ListenerHealthInterval, false},
 	} {
 		if d.v < 0 || (d.v == 0 && !d.zero) {
 			return bad(d.name, "must be a positive duration such as 30s, 10m or 24h")
@@ -224,6 +245,14 @@ func (c *config) validate() error {
 		c.keySeal = k
 	}
 	return nil
+}
+
+// listenURL is where the session-change listener connects.
+func (c config) listenURL() string {
+	if c.DatabaseListenURL != "" {
+		return c.DatabaseListenURL
+	}
+	return c.DatabaseURL
 }
 
 // splitList splits a comma-separated setting, dropping blanks around and

@@ -31,6 +31,7 @@ func TestConfigDefaults(t *testing.T) {
 		TokenTTL: 24 * time.Hour, SessionMaxAge: 168 * time.Hour, RefreshGrace: 10 * time.Second,
 		LoginMaxFailures: 5, LoginLockout: time.Minute, AutoMigrate: true, CleanupInterval: 10 * time.Minute,
 		LogLevel: "info", MetricsAddr: ":9464", DataDir: "./data", SessionCache: true,
+		DatabaseStatementTimeout: 5 * time.Second, SessionCheckTimeout: 2 * time.Second, ListenerHealthInterval: 2 * time.Second,
 		GCHeapFloorMiB: 32, AuditRetention: 8760 * time.Hour,
 	}
 	if c.upstream.String() != "http://127.0.0.1:9000" || c.signingKeys != nil {

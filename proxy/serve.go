@@ -134,6 +134,7 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, stdout, 
 	}
 	defer a.close()
 	a.tracing = tp
+	a.store = boundSessionChecks(a.store, cfg.SessionCheckTimeout)
 
 	// Background work (listener, janitor) stops after the server has
 	// drained, before the pool closes.
@@ -159,7 +160,9 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, stdout, 
 	case cfg.SessionCache:
 		a.cache = session.NewCache(cacheEntries)
 		listener = &postgres.Listener{
-			URL: cfg.DatabaseURL,
+			URL:  cfg.listenURL(),
+			Pool: a.pool,
+			Ping: cfg.ListenerHealthInterval,
 			Changed: func(id string) {
 				if req, ok := strings.CutPrefix(id, devicegrant.NotifyPrefix); ok {
 					grants.Wake(req) // a device request decided, perhaps on another replica

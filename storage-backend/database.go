@@ -40,6 +40,7 @@ const embeddedNote = "for one process only; set DATABASE_URL to use PostgreSQL, 
 // store in DATA_DIR (cfg.dbPath, from prepareDataDir).
 func openDatabase(ctx context.Context, cfg config) (*database, error) {
 	if cfg.pool != nil {
+		postgres.ChooseExecMode(cfg.DatabaseURL, cfg.pool)
 		pool, err := pgxpool.NewWithConfig(ctx, cfg.pool)
 		if err != nil {
 			return nil, fmt.Errorf("database: %w", err)

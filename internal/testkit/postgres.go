@@ -1,6 +1,7 @@
 // Package testkit holds what the tests of both programs share: a PostgreSQL
-// schema of each test's own, and a clock that tests move by hand. Only tests
-// import it; the programs themselves share no code.
+// schema (or database) of each test's own, a PgBouncer in front of the test
+// server, and a clock that tests move by hand. Only tests import it; the
+// programs themselves share no code.
 package testkit
 
 // Each test gets a PostgreSQL schema of its own, so that tests that commit

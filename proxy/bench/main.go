@@ -11,6 +11,9 @@
 // failing on a miss: it exits non-zero only when it could not measure.
 //
 //	make bench            (or: go run ./proxy/bench from the repository root)
+//	go run ./proxy/bench -only replicas     revocation across 10 and 20
+//	                      replicas through PgBouncer (not in the default run:
+//	                      it needs PgBouncer and starts twenty more proxies)
 package main
 
 import (
@@ -24,6 +27,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -71,7 +75,10 @@ type options struct {
 	proxyBin    string
 	out         string
 	short       bool
-	only        map[string]bool // scenarios to run; nil: all
+	only        map[string]bool // scenarios to run; nil: all but the opt-in ones
+
+	replicaCounts []int // the replicas scenario's numbers of replicas
+	fanouts       int   // revocations timed with each number of replicas
 }
 
 func parseFlags(args []string) (options, error) {
@@ -86,6 +93,8 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.out, "out", "docs/benchmarks.md", `results file ("" for none)`)
 	fs.BoolVar(&o.short, "short", false, "a quick smoke run with small sizes (its results are not meaningful)")
 	only := fs.String("only", "", "comma-separated scenarios to run ("+strings.Join(scenarioNames, ", ")+`); a partial run writes no results file`)
+	replicaCounts := fs.String("replicas", "10,20", "numbers of replicas for the replicas scenario (-only replicas), comma-separated")
+	fs.IntVar(&o.fanouts, "fanouts", 100, "revocations timed across the replicas with each number of replicas")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -105,15 +114,23 @@ func parseFlags(args []string) (options, error) {
 		// Small sizes for whatever was not set explicitly.
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		for name, v := range map[string]string{"duration": "1s", "warmup": "200ms", "mem-sessions": "10000", "big-rows": "50000", "revocations": "30"} {
+		for name, v := range map[string]string{"duration": "1s", "warmup": "200ms", "mem-sessions": "10000", "big-rows": "50000", "revocations": "30", "replicas": "3", "fanouts": "20"} {
 			if !set[name] {
 				_ = fs.Set(name, v)
 			}
 		}
 	}
-	if o.duration <= 0 || o.warmup < 0 || o.memSessions < 1 || o.bigRows < 1 || o.revocations < 1 {
+	if o.duration <= 0 || o.warmup < 0 || o.memSessions < 1 || o.bigRows < 1 || o.revocations < 1 || o.fanouts < 1 {
 		return o, errors.New("durations and sizes must be positive")
 	}
+	for _, v := range strings.Split(*replicaCounts, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 1 || n > 100 {
+			return o, fmt.Errorf("-replicas: %q is not a number of replicas from 1 to 100", v)
+		}
+		o.replicaCounts = append(o.replicaCounts, n)
+	}
+	slices.Sort(o.replicaCounts)
 	return o, nil
 }
 
@@ -367,6 +384,12 @@ func (b *bench) findProxy(ctx context.Context) error {
 
 // startProxy starts a proxy on the run's schema with extra settings.
 func (b *bench) startProxy(ctx context.Context, name string, extra map[string]string) (*proxyProc, error) {
+	return b.startProxyWatching(ctx, name, extra, nil)
+}
+
+// startProxyWatching is startProxy with onLine seeing every line the proxy
+// logs.
+func (b *bench) startProxyWatching(ctx context.Context, name string, extra map[string]string, onLine func(string)) (*proxyProc, error) {
 	env := make(map[string]string, len(b.proxyEnv)+len(extra))
 	for k, v := range b.proxyEnv {
 		env[k] = v
@@ -374,7 +397,7 @@ func (b *bench) startProxy(ctx context.Context, name string, extra map[string]st
 	for k, v := range extra {
 		env[k] = v
 	}
-	p, err := startProxy(ctx, name, b.proxyBin, env)
+	p, err := startProxy(ctx, name, b.proxyBin, env, onLine)
 	if err != nil {
 		return nil, err
 	}

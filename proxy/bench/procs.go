@@ -155,7 +155,8 @@ type proxyProc struct {
 // addresses. With LOG_LEVEL=warn the proxy does not log where it listens,
 // so the bench picks free ports itself and tries again, on other ports,
 // in the rare case another process took one in between.
-func startProxy(ctx context.Context, name, bin string, env map[string]string) (*proxyProc, error) {
+// onLine, if not nil, sees every line the proxy logs.
+func startProxy(ctx context.Context, name, bin string, env map[string]string, onLine func(string)) (*proxyProc, error) {
 	var lastErr error
 	for range 3 {
 		addr, err := freePort()
@@ -170,7 +171,7 @@ func startProxy(ctx context.Context, name, bin string, env map[string]string) (*
 		for k, v := range env {
 			vars[k] = v
 		}
-		p, err := startProc(name, bin, nil, vars, nil)
+		p, err := startProc(name, bin, nil, vars, onLine)
 		if err != nil {
 			return nil, err
 		}

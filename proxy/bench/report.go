@@ -46,6 +46,8 @@ type report struct {
 	rowsSmall, rowsLarge     int64
 	lookupSmall, lookupLarge measurement
 	loginSmall, loginLarge   measurement
+
+	fanouts []fanout // the replicas scenario, one per number of replicas
 }
 
 type machine struct {
@@ -160,6 +162,17 @@ func (r *report) table() string {
 			dur(r.loginSmall.p(.50)), dur(r.loginLarge.p(.50)), dur(r.loginSmall.p(.99)), dur(r.loginLarge.p(.99)),
 			ratio(r.loginLarge.p(.50), r.loginSmall.p(.50)))
 	}
+	for _, f := range r.fanouts {
+		cpu := "listener backends' CPU unknown"
+		if f.cpuPerRevocation > 0 || f.cpuIdlePerSecond > 0 {
+			cpu = fmt.Sprintf("their CPU %s per revocation (%s per listener), %s per second idle",
+				dur(f.cpuPerRevocation), dur(f.cpuPerRevocation/time.Duration(max(f.listeners, 1))), dur(f.cpuIdlePerSecond))
+		}
+		fmt.Fprintf(w, "revocation to every replica (%d replicas)\t%d\t\t%s\t%s\t\t%d logouts on A; each replica p50 %s, p99 %s; %d timeouts (>%s); the logout's own answer p50 %s, p99 %s; "+
+			"on PostgreSQL %d LISTEN connections (the replicas' and %d of the run's other proxies), %d PgBouncer server connections for all the replicas' pools; %s\n",
+			f.replicas, f.replicas, dur(f.toLast.p(.50)), dur(f.toLast.p(.99)), f.toLast.count(), dur(f.each.p(.50)), dur(f.each.p(.99)),
+			f.timeouts, revocationTimeout, dur(f.logout.p(.50)), dur(f.logout.p(.99)), f.listeners, f.listeners-f.replicas, f.pooledConns, cpu)
+	}
 	_ = w.Flush()
 	// tabwriter pads empty last cells; trailing spaces are noise in a diff.
 	lines := strings.Split(b.String(), "\n")
@@ -181,7 +194,10 @@ type target struct {
 // shows neither rows nor verdicts for what it did not measure, rather than
 // zeros that would pass.
 func (r *report) ran(scenario string) bool {
-	return r.opts.only == nil || r.opts.only[scenario]
+	if r.opts.only == nil {
+		return !optIn[scenario]
+	}
+	return r.opts.only[scenario]
 }
 
 // lookupTolerance is how much slower a p50 may be with the large table
@@ -201,7 +217,13 @@ func (r *report) targets() []target {
 	mem := r.bytesPerSession()
 	lookup := ratio(r.lookupLarge.p(.50), r.lookupSmall.p(.50))
 	login := ratio(r.loginLarge.p(.50), r.loginSmall.p(.50))
-	return []target{
+	var fan []target
+	for _, f := range r.fanouts {
+		p99 := f.toLast.p(.99)
+		fan = append(fan, target{"replicas", fmt.Sprintf("revocation seen on every one of %d replicas: p99 ≤ 10 ms", f.replicas),
+			fmt.Sprintf("%s, ratio %.2f of the limit", dur(p99), float64(p99)/float64(10*time.Millisecond)), p99 <= 10*time.Millisecond && f.timeouts == 0})
+	}
+	return append([]target{
 		{"throughput", "proxy throughput ≥ 0.90 × bare reverse proxy (32 conns)", fmt.Sprintf("×%.2f (%s vs %s req/s)", thr, num(cache32.rate()), num(bare32.rate())), thr >= 0.90},
 		{"throughput", "added p50 latency over the bare proxy ≤ 50 µs (1 conn)", fmt.Sprintf("%s, ratio %.2f of the limit", dur(added), float64(added)/float64(50*time.Microsecond)), added <= 50*time.Microsecond},
 		{"throughput", "forward-auth throughput ≥ the forwarding proxy's (32 conns)", fmt.Sprintf("×%.2f (%s vs %s req/s)", vthr, num(verify32.rate()), num(cache32.rate())), vthr >= 1},
@@ -211,7 +233,7 @@ func (r *report) targets() []target {
 		{"memory", "≤ 1 KiB of memory per cached session", fmt.Sprintf("%.0f bytes, ratio %.2f of the limit", mem, mem/1024), mem <= 1024},
 		{"tables", fmt.Sprintf("session lookup p50 with %s rows ≤ %.1f × with %s", rowsLabel(r.rowsLarge), lookupTolerance, rowsLabel(r.rowsSmall)), fmt.Sprintf("×%.2f", lookup), lookup <= lookupTolerance},
 		{"tables", fmt.Sprintf("login p50 with %s rows ≤ %.1f × with %s", rowsLabel(r.rowsLarge), lookupTolerance, rowsLabel(r.rowsSmall)), fmt.Sprintf("×%.2f", login), login <= lookupTolerance},
-	}
+	}, fan...)
 }
 
 func (t target) verdict() string {
@@ -311,6 +333,19 @@ proxy under the same conditions) are the point.
   side. A saturating closed loop
   would measure the load generator's queue instead: any CPU the logins take
   must then show in full.
+- *revocation to every replica* (only with `+"`-only replicas`"+`, which
+  takes about a minute more): 10 and then 20 caching replicas on the same
+  schema, their pools through a PgBouncer in transaction mode that the
+  bench starts, each with a direct LISTEN connection
+  (`+"`DATABASE_LISTEN_URL`"+`). For each of `+"`-fanouts`"+` sessions (inserted by
+  the bench, tokens signed by it): every replica caches the token, it is
+  logged out on A, and the time from sending the logout until the last
+  replica logs that it has dropped the session (`+"`session change heard`"+`,
+  read from its stderr as it is written; polling twenty replicas would
+  keep both cores busy with the polling); every replica must then answer
+  401. Then the LISTEN
+  backends' CPU on PostgreSQL (`+"`/proc/<pid>/schedstat`"+`) per revocation
+  and per second while nothing happens (the listeners' health probes).
 - *memory per cached session*: %s sessions inserted into `+"`sessions`"+`
   with tokens signed by the bench (it holds the signing key); a fresh caching
   proxy with `+"`GOGC=10`"+`; `+"`go_memstats_heap_alloc_bytes`"+` (least of six

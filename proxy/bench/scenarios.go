@@ -22,7 +22,11 @@ const proxiedPath = "/api/anything"
 var connLevels = []int{1, 32, 128}
 
 // scenarioNames are the names -only accepts, in the order measure runs them.
-var scenarioNames = []string{"throughput", "logins", "revocation", "flood", "tables", "memory"}
+var scenarioNames = []string{"throughput", "logins", "revocation", "flood", "tables", "memory", "replicas"}
+
+// optIn are the scenarios only -only runs: they take longer than the rest
+// of a run is worth (the replicas scenario starts twenty proxies).
+var optIn = map[string]bool{"replicas": true}
 
 // measure runs every scenario in an order that keeps the sessions table
 // small (about a thousand rows) until the large-table part at the end.
@@ -40,9 +44,10 @@ func (b *bench) measure(ctx context.Context) (*report, error) {
 		{"tables", "lookups with a small table", func(ctx context.Context, r *report) error { return b.tableSize(ctx, r, false) }},
 		{"memory", "memory per cached session", b.memory},
 		{"tables", "lookups with a large table", func(ctx context.Context, r *report) error { return b.tableSize(ctx, r, true) }},
+		{"replicas", "revocation across many replicas", b.replicas},
 	}
 	for _, s := range steps {
-		if b.opts.only != nil && !b.opts.only[s.scenario] {
+		if !rep.ran(s.scenario) {
 			continue
 		}
 		if err := s.run(ctx, rep); err != nil {

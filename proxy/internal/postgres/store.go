@@ -212,27 +212,42 @@ func (s *Store) SigningKeyPEM(ctx context.Context, generate func() (id string, p
 	return []byte(pem), nil
 }
 
-// TryExclusive takes the session-level advisory lock name (per schema) on a
-// connection of its own, without waiting. ok is false when another process
-// holds it. release unlocks and returns the connection; should the process
-// die instead, the database drops the lock with the connection.
+// TryExclusive takes the advisory lock name (per schema) without waiting,
+// in a transaction of its own that stays open until release commits it.
+// ok is false when another process holds it; should the process die
+// instead, the database ends the transaction, and the lock, with its
+// connection.
+//
+// A transaction-level lock, not a session-level one: through a pooler in
+// transaction mode (PgBouncer) a session lock stays on whichever server
+// connection it was taken on, and the unlock may reach another one, while
+// a transaction keeps its server connection to the end. The lock holds a
+// connection (of the pool, and of the pooler's) for as long as the caller
+// holds the lock; the work done under it runs on others.
 func (s *Store) TryExclusive(ctx context.Context, name string) (release func(), ok bool, err error) {
-	conn, err := s.pool.Acquire(ctx)
+	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return nil, false, wrap("acquire connection", err)
+		return nil, false, wrap("begin", err)
 	}
 	const key = `hashtextextended('authsidecar ' || $1 || ' ' || current_schema(), 0)`
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+key+`)`, name).Scan(&ok); err != nil || !ok {
-		conn.Release()
+	if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(`+key+`)`, name).Scan(&ok); err != nil || !ok {
+		rollback(tx)
 		return nil, false, wrap("advisory lock", err)
 	}
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock(`+key+`)`, name); err != nil {
-			// Unlock failed: close the connection so the lock goes with it.
-			_ = conn.Conn().Close(ctx)
-		}
-		conn.Release()
+		// A commit that fails leaves the connection in a transaction or
+		// broken, and the pool closes it rather than reuse it: the lock
+		// ends with it either way.
+		_ = tx.Commit(ctx)
 	}, true, nil
+}
+
+// rollback ends a transaction whose caller has given up on it, even when
+// the caller's context has ended.
+func rollback(tx pgx.Tx) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = tx.Rollback(ctx)
 }

@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
 
 	"github.com/authsidecar/authsidecar/storage-backend/internal/schema"
 )
@@ -45,7 +45,9 @@ var (
 // (Down) in the first schema of the pool's search_path, and returns the
 // migrations it ran. Several processes may call it at once: a PostgreSQL
 // advisory lock lets one migrate while the others wait, and those then find
-// nothing left to do.
+// nothing left to do. The lock is held by a transaction (see xactLocker),
+// so that it works through a pooler in transaction mode as well as
+// directly.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, dir Direction) ([]Migration, error) {
 	p, closeDB, err := newProvider(ctx, pool, true)
 	if err != nil {
@@ -109,13 +111,9 @@ func newProvider(ctx context.Context, pool *pgxpool.Pool, locked bool) (*goose.P
 		if err != nil {
 			return nil, nil, err
 		}
-		// Try every second for up to five minutes: a replica that starts
-		// while another migrates waits for it rather than failing.
-		locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(id), lock.WithLockTimeout(1, 300))
-		if err != nil {
-			return nil, nil, fmt.Errorf("migration lock: %w", err)
-		}
-		opts = append(opts, goose.WithSessionLocker(locker))
+		// A replica that starts while another migrates waits for it (up
+		// to five minutes) rather than failing.
+		opts = append(opts, goose.WithLocker(&xactLocker{id: id, wait: 5 * time.Minute}))
 	}
 	db := stdlib.OpenDBFromPool(pool)
 	p, err := goose.NewProvider(goose.DialectPostgres, db, files, opts...)

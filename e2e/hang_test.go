@@ -1,0 +1,98 @@
+package e2e
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/authsidecar/authsidecar/internal/testkit"
+)
+
+// TestHungDatabaseAnswers503: the proxy's database stops answering (a
+// relay between them passes no more bytes, connections left open). A
+// request whose session is not cached gets 503 and nothing is forwarded,
+// a login gets 503, /readyz says not ready; once the database answers
+// again the same proxy serves, with no restart.
+func TestHungDatabaseAnswers503(t *testing.T) {
+	t.Parallel()
+	direct := databaseURL(t)
+	relay, through := testkit.RelayDatabase(t, direct)
+	backend := start(t, backendBin, map[string]string{"DATABASE_URL": direct})
+	s := &stack{t: t, DB: through, Backend: backend, proxyEnv: map[string]string{
+		"DATABASE_URL": through, "DATABASE_LISTEN_URL": direct,
+		"UPSTREAM_URL": backend.URL(), "METRICS_ADDR": "127.0.0.1:0", "LOG_LEVEL": "debug",
+		// A short bound for a quick test; the default is 2s.
+		"SESSION_CHECK_TIMEOUT": "500ms", "DATABASE_STATEMENT_TIMEOUT": "1s",
+	}}
+	s.Proxy = s.StartProxy()
+	s.AddUser(device, "1111", "1111", false)
+	// Logged in on the proxy, the session has never been checked there:
+	// its first request must ask the database.
+	tok := login(t, s.Proxy, device, "1111", "1111").Token
+
+	relay.Pause()
+	r := do(t, "POST", s.Proxy.URL()+"/api/storage", tok, map[string]any{"key": "during-hang", "data": 1})
+	wantError(t, r, http.StatusServiceUnavailable, "unavailable")
+	r = do(t, "POST", s.Proxy.URL()+"/api/auth/login", "", map[string]string{"deviceId": device, "username": "1111", "password": "1111"})
+	if r.Status != http.StatusServiceUnavailable {
+		t.Errorf("login on a hung database: %d %s, want 503", r.Status, r.Body)
+	}
+	if r := do(t, "GET", s.Proxy.URL()+"/readyz", "", nil); r.Status != http.StatusServiceUnavailable {
+		t.Errorf("/readyz on a hung database: %d, want 503", r.Status)
+	}
+	relay.Resume()
+
+	waitFor(t, 60*time.Second, "the proxy serves again once the database answers", func() bool {
+		r := do(t, "POST", s.Proxy.URL()+"/api/storage", tok, map[string]any{"key": "after-hang", "data": 2})
+		return r.Status == http.StatusCreated
+	})
+	if r := do(t, "GET", s.Proxy.URL()+"/api/storage/during-hang", tok, nil); r.Status != http.StatusNotFound {
+		t.Errorf("the request answered 503 was forwarded: GET during-hang = %d %s", r.Status, r.Body)
+	}
+	if !strings.Contains(s.Proxy.Logs(), "not checked within SESSION_CHECK_TIMEOUT (500ms)") {
+		t.Errorf("no log line names the session check's bound:\n%s", s.Proxy.Logs())
+	}
+}
+
+// TestHungListenerEmptiesCache: the listener's connection hangs silently
+// (no error, no reset: a relay that passes no more bytes), a cached session
+// is revoked meanwhile and its notification never arrives. Within the
+// listener's health bound (LISTENER_HEALTH_INTERVAL, twice) the replica
+// gives up on the connection, empties its cache and checks in the
+// database, which refuses the session; once the connection can be made
+// again it listens and caches again.
+func TestHungListenerEmptiesCache(t *testing.T) {
+	t.Parallel()
+	direct := databaseURL(t)
+	relay, through := testkit.RelayDatabase(t, direct)
+	s := newStackOn(t, direct, map[string]string{
+		"DATABASE_LISTEN_URL":      through,
+		"LISTENER_HEALTH_INTERVAL": "300ms",
+	})
+	s.AddUser(device, "1111", "1111", false)
+	listening := func() bool { return scrape(t, s.Proxy, "authsidecar_listener_up") == 1 }
+	waitFor(t, 10*time.Second, "listener up", listening)
+	tok := login(t, s.Proxy, device, "1111", "1111").Token
+	for range 2 { // the first caches it, the second is answered from the cache
+		if !works(t, s.Proxy, tok) {
+			t.Fatal("session refused before the hang")
+		}
+	}
+	if hits := scrape(t, s.Proxy, `authsidecar_cache_requests_total{cache="session",result="hit"}`); hits < 1 {
+		t.Fatalf("the session was not cached (hits %v)", hits)
+	}
+
+	relay.Pause()
+	if out, code := s.Command("", "sessions", "revoke", "--device", device); code != 0 {
+		t.Fatal(out)
+	}
+	waitFor(t, 30*time.Second, "the revoked session is still accepted while the listener hangs", func() bool { return !works(t, s.Proxy, tok) })
+	waitFor(t, 10*time.Second, "listener still reported up", func() bool { return !listening() })
+
+	relay.Resume()
+	waitFor(t, 30*time.Second, "the listener did not come back", listening)
+	if !strings.Contains(s.Proxy.Logs(), "lost the session-change listener") {
+		t.Errorf("the replica did not log the lost listener:\n%s", s.Proxy.Logs())
+	}
+}
