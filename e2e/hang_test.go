@@ -1,8 +1,13 @@
 package e2e
 
 import (
+	"bytes"
+	"encoding/json"
+	"io"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,3 +101,88 @@ func TestHungListenerEmptiesCache(t *testing.T) {
 		t.Errorf("the replica did not log the lost listener:\n%s", s.Proxy.Logs())
 	}
 }
+
+// TestHungDatabaseLocksNoOneOut: logins retried while the database hangs
+// must not lock the account. Each attempt is counted in the database
+// before its password is checked; the proxy gives up waiting, but the
+// counting statement it sent is executed once the database answers again
+// (here: the relay delivers what it held back), and nothing took it back.
+// Found by the fault suite (a frozen PostgreSQL); made certain here with
+// LOGIN_MAX_FAILURES=2 and four logins at once into the hang, each on one
+// of the pool's connections. Logins a moment before have used them, so
+// that each has the counting statement prepared and sends it at once
+// (rather than first a ping, or the statement's preparation, which the
+// hang would hold and nothing after it).
+func TestHungDatabaseLocksNoOneOut(t *testing.T) {
+	t.Parallel()
+	direct := databaseURL(t)
+	relay, through := testkit.RelayDatabase(t, direct)
+	backend := start(t, backendBin, map[string]string{"DATABASE_URL": direct})
+	s := &stack{t: t, DB: through, Backend: backend, proxyEnv: map[string]string{
+		"DATABASE_URL": through + "&pool_max_conns=4", "DATABASE_LISTEN_URL": direct,
+		"UPSTREAM_URL": backend.URL(), "METRICS_ADDR": "127.0.0.1:0", "LOG_LEVEL": "debug",
+		"SESSION_CHECK_TIMEOUT": "500ms", "DATABASE_STATEMENT_TIMEOUT": "1s", "LOGIN_MAX_FAILURES": "2",
+	}}
+	s.Proxy = s.StartProxy()
+	s.AddUser(device, "1111", "1111", false)
+	logins := func(n int) []int {
+		statuses := make([]int, n)
+		var wg sync.WaitGroup
+		for i := range statuses {
+			wg.Go(func() {
+				statuses[i], _ = call("POST", s.Proxy.URL()+"/api/auth/login", "", map[string]string{"deviceId": device, "username": "1111", "password": "1111"})
+			})
+		}
+		wg.Wait()
+		return statuses
+	}
+	for range 3 {
+		if st := logins(2); !slices.Equal(st, []int{200, 200}) {
+			t.Fatalf("logins before the hang: %v", st)
+		}
+	}
+	relay.Pause()
+	if st := logins(4); !slices.Equal(st, []int{503, 503, 503, 503}) {
+		t.Fatalf("logins into the hang: %v, want 503 each", st)
+	}
+	relay.Resume()
+
+	var r response
+	waitFor(t, 60*time.Second, "a login answered once the database is back", func() bool {
+		r = do(t, "POST", s.Proxy.URL()+"/api/auth/login", "", map[string]string{"deviceId": device, "username": "1111", "password": "1111"})
+		return r.Status != http.StatusServiceUnavailable
+	})
+	if r.Status != http.StatusOK {
+		t.Fatalf("the right password after the hang: %d %s, want 200 (the hang's attempts must not count)", r.Status, r.Body)
+	}
+}
+
+// call sends one request and returns its status (0: no answer), for
+// requests made from several goroutines at once (do records each answer
+// for the OpenAPI check, and fails the test from the calling goroutine).
+func call(method, url, token string, body any) (int, []byte) {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		return 0, nil
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := callClient.Do(req)
+	if err != nil {
+		return 0, []byte(err.Error())
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+var callClient = &http.Client{Timeout: 30 * time.Second}

@@ -134,7 +134,6 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, stdout, 
 	}
 	defer a.close()
 	a.tracing = tp
-	a.store = boundSessionChecks(a.store, cfg.SessionCheckTimeout)
 
 	// Background work (listener, janitor) stops after the server has
 	// drained, before the pool closes.
@@ -145,6 +144,9 @@ func serve(ctx context.Context, cfg config, args []string, _ io.Reader, stdout, 
 		background.Add(1)
 		go func() { defer background.Done(); f(bg) }()
 	}
+	attempts := newOutageSafeAttempts(boundSessionChecks(a.store, cfg.SessionCheckTimeout), log.Named("lockout"))
+	a.store = attempts
+	goBackground(attempts.Run)
 
 	// The gateway closes the tunnels of sessions that end; the listener,
 	// started once the gateway exists, tells it of every change.

@@ -52,6 +52,8 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		apiErr = invalidRequest(invalid.Reason)
 	case errors.Is(err, record.ErrNotFound):
 		apiErr = &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no record with this key"}
+	case errors.Is(err, record.ErrUnavailable):
+		apiErr = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "the database cannot be reached; retry"}
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; there is no one to answer.
 		a.Logger.Info("request canceled by client", requestFields(r, 499, err)...)

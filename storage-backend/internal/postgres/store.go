@@ -8,6 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -161,5 +164,31 @@ func translate(op string, err error) error {
 			return record.Invalid("the value is too large to store")
 		}
 	}
+	if unavailable(err) {
+		return fmt.Errorf("%s: %w: %w", op, record.ErrUnavailable, err)
+	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// unavailable reports whether err means the database could not be asked
+// or could not answer, rather than that it refused this statement: the
+// connection could not be made, was refused, reset, closed or timed out,
+// or the server answered about its own state (class 08, connection
+// exceptions; 57P01–57P03, shutting down, crashed, starting up; 53300, too
+// many connections). A client should retry these (503), not read them as
+// a bug of ours (500).
+func unavailable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"), pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03", pgErr.Code == "53300":
+			return true
+		}
+		return false
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connectErr) || errors.As(err, &netErr) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) ||
+		errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, context.DeadlineExceeded)
 }

@@ -30,6 +30,10 @@ var (
 	// ErrInvalid means the record, key or prefix breaks a rule. The error
 	// that wraps it is an *InvalidError saying which rule.
 	ErrInvalid = errors.New("invalid record")
+	// ErrUnavailable means the store could not be reached or did not
+	// answer (a database restarting, a connection lost): nothing the
+	// request did is known to have happened, and it may be retried.
+	ErrUnavailable = errors.New("store unavailable")
 )
 
 // InvalidError says which rule a record, key or prefix breaks. Its Reason is
