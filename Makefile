@@ -10,7 +10,7 @@ LDFLAGS := -X main.version=$(VERSION)
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 export TEST_DATABASE_URL
 
-.PHONY: run run-postgres restart-proxy test build vet fmt bench clean
+.PHONY: run run-postgres restart-proxy test build vet fmt bench clean chaos
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/proxy ./proxy
@@ -48,6 +48,14 @@ test:
 bench: build
 	@scripts/postgres.sh "$(TEST_DATABASE_URL)"
 	$(GO) run ./proxy/bench
+
+# make chaos   the fault suite (about two minutes; not part of make test):
+#              PostgreSQL restarted, killed and frozen (a server of its own,
+#              started for each fault), the listener cut, a proxy killed,
+#              all under load; writes docs/faults.md.
+chaos:
+	@scripts/scale-tools.sh chaos
+	$(GO) test -tags chaos -count=1 -timeout 10m -run '^TestChaos$$' ./e2e/ -args -chaos.report=$(CURDIR)/docs/faults.md
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
