@@ -277,3 +277,16 @@ frozen, so writes to the backend wait for the database rather than fail.
 	b.WriteString("\n*Answers* counts every answer the clients and the checker got from the fault's start until every client had a write acknowledged again (*no answer*: a connection refused or reset, by a killed proxy). *Back to normal* is measured from the end of the fault (the server accepting connections again, the new replica listening) and depends on the machine's load; nothing asserts it.\n")
 	return b.String()
 }
+
+// allWroteSince reports whether every client has had a write acknowledged
+// after since.
+func (w *workload) allWroteSince(since time.Time, clients int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id := range clients {
+		if !w.lastOK[id].After(since) {
+			return false
+		}
+	}
+	return true
+}

@@ -396,19 +396,6 @@ func (t tally) statuses() string {
 	return strings.Join(parts, ", ")
 }
 
-// allWroteSince reports whether every client has had a write acknowledged
-// after since.
-func (w *workload) allWroteSince(since time.Time, clients int) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for id := range clients {
-		if !w.lastOK[id].After(since) {
-			return false
-		}
-	}
-	return true
-}
-
 func randomTag() string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
