@@ -186,3 +186,21 @@ func call(method, url, token string, body any) (int, []byte) {
 }
 
 var callClient = &http.Client{Timeout: 30 * time.Second}
+
+// TestListenerProbesAreNotRequestQueries: the listener's health probes
+// (a notification sent through the pool while nothing else is heard) are
+// the replica's own upkeep: a replica at rest makes no query the metrics
+// count, so that "queries per request" stays what requests cost.
+func TestListenerProbesAreNotRequestQueries(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, map[string]string{"LISTENER_HEALTH_INTERVAL": "100ms"})
+	waitFor(t, 10*time.Second, "listener up", func() bool { return scrape(t, s.Proxy, "authsidecar_listener_up") == 1 })
+	before := scrape(t, s.Proxy, dbQueries)
+	time.Sleep(time.Second) // some ten probes' time
+	if after := scrape(t, s.Proxy, dbQueries); after != before {
+		t.Fatalf("a replica at rest made %v counted queries", after-before)
+	}
+	if scrape(t, s.Proxy, "authsidecar_listener_up") != 1 {
+		t.Fatal("the listener's probes failed")
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
+
+	"github.com/authsidecar/authsidecar/proxy/internal/metrics"
 )
 
 // Listener holds one dedicated connection that LISTENs for session changes
@@ -192,7 +194,9 @@ func (l *Listener) listen(ctx context.Context, conn *listenConn) error {
 func (l *Listener) check(ctx context.Context, conn *listenConn) error {
 	if conn.probe != "" {
 		token := randomHex(8)
-		_, err := l.Pool.Exec(ctx, `SELECT pg_notify($1, $2)`, conn.probe, token)
+		// Not counted in the query metrics: the listener's own upkeep, not
+		// work done for a request (a replica at rest would look busy).
+		_, err := l.Pool.Exec(metrics.Untraced(ctx), `SELECT pg_notify($1, $2)`, conn.probe, token)
 		if err == nil {
 			for {
 				n, err := conn.WaitForNotification(ctx)
