@@ -77,6 +77,23 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 	}
 }
 
+// settledQueries waits until p's count of database queries stops moving
+// (the start-up cleanup runs beside the listener's start, and its queries
+// count) and returns it, so that a test counting the queries of its own
+// requests counts only those.
+func settledQueries(t *testing.T, p *process) float64 {
+	t.Helper()
+	before := scrape(t, p, dbQueries)
+	waitFor(t, 30*time.Second, "the start-up queries done", func() bool {
+		time.Sleep(300 * time.Millisecond)
+		now := scrape(t, p, dbQueries)
+		settled := now == before
+		before = now
+		return settled
+	})
+	return before
+}
+
 // refusedSoon waits until tok is refused on p: revocation reaches another
 // replica by a database notification, within milliseconds.
 func refusedSoon(t *testing.T, p *process, tok string) {
@@ -94,7 +111,7 @@ func TestCachedSessionCostsNoQuery(t *testing.T) {
 	waitFor(t, 5*time.Second, "listener up", func() bool { return scrape(t, s.Proxy, "authsidecar_listener_up") == 1 })
 	do(t, "GET", s.Proxy.URL()+"/api/storage/warm", lb.Token, nil) // caches token and session
 
-	before := scrape(t, s.Proxy, dbQueries)
+	before := settledQueries(t, s.Proxy)
 	for range 50 {
 		if r := do(t, "GET", s.Proxy.URL()+"/api/storage/none", lb.Token, nil); r.Status != http.StatusNotFound {
 			t.Fatalf("proxied request: %d %s", r.Status, r.Body)
