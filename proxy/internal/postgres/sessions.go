@@ -2,10 +2,10 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/authsidecar/authsidecar/proxy/internal/auth"
@@ -108,20 +108,32 @@ func (s *Store) RefreshSession(ctx context.Context, id string, gen int64, now, e
 // RevokeSession revokes one session at now. With deviceID set, it only
 // revokes a session of that device (auth.ErrNotFound otherwise).
 func (s *Store) RevokeSession(ctx context.Context, id, deviceID string, now time.Time) error {
-	err := s.change(ctx, func(q Querier) error {
-		tag, err := q.Exec(ctx, `
-			UPDATE sessions SET revoked_at = $2
-			WHERE id = $1 AND ($3 = '' OR device_id = $3) AND revoked_at IS NULL AND expires_at > $2`,
-			id, now, deviceID)
-		if err == nil && tag.RowsAffected() == 0 {
-			return auth.ErrNotFound // and no event: nothing changed
-		}
-		return err
-	})
-	if errors.Is(err, auth.ErrNotFound) {
-		return err
+	// One statement, with its event when ctx carries one: a logout is
+	// what another replica waits for, and a transaction of its own would
+	// cost three round trips more (BEGIN, the event's INSERT, COMMIT)
+	// before the notification leaves. The INSERT reads the UPDATE's
+	// RETURNING, so the event is written exactly when a session was revoked.
+	const revoke = `UPDATE sessions SET revoked_at = $2
+		WHERE id = $1 AND ($3 = '' OR device_id = $3) AND revoked_at IS NULL AND expires_at > $2`
+	var (
+		tag pgconn.CommandTag
+		err error
+	)
+	if ev, ok := auth.RecordedEvent(ctx); ok {
+		tag, err = s.pool.Exec(ctx, `WITH revoked AS (`+revoke+` RETURNING 1)
+			INSERT INTO auth_events (time, type, device_id, username, session_id, actor, reason, client_addr)
+			SELECT $4::timestamptz, $5::text, $6::text, $7::text, $8::text, $9::text, $10::text, $11::text FROM revoked`,
+			id, now, deviceID, ev.Time, string(ev.Type), ev.DeviceID, ev.Username, ev.SessionID, ev.By, ev.Reason, ev.ClientAddr)
+	} else {
+		tag, err = s.pool.Exec(ctx, revoke, id, now, deviceID)
 	}
-	return wrap("revoke session", err)
+	if err != nil {
+		return wrap("revoke session", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return auth.ErrNotFound // and no event: nothing changed
+	}
+	return nil
 }
 
 // RevokeDevice revokes the live sessions of a device, or of one user of it
