@@ -108,7 +108,7 @@ func TestCachedSessionCostsNoQuery(t *testing.T) {
 	s := newStack(t, nil)
 	s.AddUser(device, "1111", "1111", false)
 	lb := login(t, s.Proxy, device, "1111", "1111")
-	waitFor(t, 5*time.Second, "listener up", func() bool { return scrape(t, s.Proxy, "authsidecar_listener_up") == 1 })
+	waitFor(t, 30*time.Second, "listener up", func() bool { return scrape(t, s.Proxy, "authsidecar_listener_up") == 1 })
 	do(t, "GET", s.Proxy.URL()+"/api/storage/warm", lb.Token, nil) // caches token and session
 
 	before := settledQueries(t, s.Proxy)
@@ -212,7 +212,7 @@ func TestListenerLostFailsClosed(t *testing.T) {
 	s := newStack(t, nil)
 	s.AddUser(device, "1111", "1111", false)
 	lb := login(t, s.Proxy, device, "1111", "1111")
-	waitFor(t, 5*time.Second, "listener up", func() bool { return scrape(t, s.Proxy, "authsidecar_listener_up") == 1 })
+	waitFor(t, 30*time.Second, "listener up", func() bool { return scrape(t, s.Proxy, "authsidecar_listener_up") == 1 })
 	if !works(t, s.Proxy, lb.Token) { // cached now
 		t.Fatal("token refused")
 	}
@@ -226,7 +226,7 @@ func TestListenerLostFailsClosed(t *testing.T) {
 		t.Fatal("a session revoked while the listener was down is still accepted")
 	}
 	// The listener comes back by itself, and caching resumes.
-	waitFor(t, 10*time.Second, "listener back", func() bool { return scrape(t, s.Proxy, "authsidecar_listener_up") == 1 })
+	waitFor(t, 30*time.Second, "listener back", func() bool { return scrape(t, s.Proxy, "authsidecar_listener_up") == 1 })
 }
 
 // TestDatabaseDownIs503AndRecovers: with its database unreachable the proxy
@@ -283,7 +283,7 @@ func TestDatabaseDownIs503AndRecovers(t *testing.T) {
 	if r := do(t, "GET", s.Proxy.URL()+"/api/storage/"+refusedKey, lb.Token, nil); r.Status != http.StatusNotFound {
 		t.Fatalf("a request answered 503 was forwarded after all: %d %s", r.Status, r.Body)
 	}
-	waitFor(t, 10*time.Second, "readyz back", func() bool { return do(t, "GET", s.Proxy.URL()+"/readyz", "", nil).Status == http.StatusOK })
+	waitFor(t, 30*time.Second, "readyz back", func() bool { return do(t, "GET", s.Proxy.URL()+"/readyz", "", nil).Status == http.StatusOK })
 }
 
 // tcpCut is a TCP forwarder to PostgreSQL that a test can cut and restore,

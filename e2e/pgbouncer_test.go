@@ -28,7 +28,7 @@ func TestBehindPgBouncer(t *testing.T) {
 	s.AddUser(device, "2222", "2222", false)
 	s.AddUser("VR-DEVICE-003", "3333", "3333", false)
 	for _, p := range []*process{s.Proxy, b} {
-		waitFor(t, 10*time.Second, "listener up on "+p.Addr, func() bool { return scrape(t, p, "authsidecar_listener_up") == 1 })
+		waitFor(t, 30*time.Second, "listener up on "+p.Addr, func() bool { return scrape(t, p, "authsidecar_listener_up") == 1 })
 	}
 
 	// Logins on both replicas; records written through one, read through

@@ -78,7 +78,7 @@ func simulatorSurvivesRestart(t *testing.T, s *stack) {
 	})
 
 	// Restart only once every headset has logged in and is writing.
-	for deadline := time.Now().Add(15 * time.Second); strings.Count(s.Proxy.Logs(), `"session created"`) < 4; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); strings.Count(s.Proxy.Logs(), `"session created"`) < 4; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the simulator's headsets did not log in; simulator stderr:\n%s", stderr.String())
 		}

@@ -171,8 +171,12 @@ func TestOneTraceSpansProxyAndBackend(t *testing.T) {
 	s.Proxy = s.StartProxy()
 	s.AddUser(device, "1111", "1111", false)
 
+	// Logged in on another replica, so that the traced request below meets
+	// its token and session for the first time (a replica caches what it
+	// creates).
+	other := s.StartProxy()
 	loginTP, loginTrace, loginParent := newTraceparent(t)
-	status, body := sendWith(t, "POST", s.Proxy.URL()+"/api/auth/login", http.Header{"Traceparent": {loginTP}},
+	status, body := sendWith(t, "POST", other.URL()+"/api/auth/login", http.Header{"Traceparent": {loginTP}},
 		map[string]string{"deviceId": device, "username": "1111", "password": "1111"})
 	var lb loginBody
 	if err := json.Unmarshal(body, &lb); status != http.StatusOK || err != nil {

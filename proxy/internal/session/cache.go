@@ -176,6 +176,32 @@ func (c *Cache) Session(ctx context.Context, id string, gen int64, load Loader) 
 	return s, false, err
 }
 
+// Snapshot returns the cache's change count, for Created: take it before
+// writing the session.
+func (c *Cache) Snapshot() uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.seq.Load()
+}
+
+// Created caches a session this replica has just written, and its token's
+// claims, so that the session's first request here (often its logout, or
+// the upload it logged in for) costs no query and no signature check. snap
+// is Snapshot() from before the write: a change heard since (its user
+// removed meanwhile) leaves the session uncached, as for a read. Times are
+// kept as the store keeps them (microseconds), so that a hit and a read
+// answer alike.
+func (c *Cache) Created(snap uint64, raw string, s auth.Session) {
+	if c == nil {
+		return
+	}
+	c.storeToken(raw, token.Claims{SessionID: s.ID, DeviceID: s.DeviceID, Generation: s.Generation, ExpiresAt: s.ExpiresAt}, false)
+	s.CreatedAt, s.ExpiresAt = s.CreatedAt.Truncate(time.Microsecond), s.ExpiresAt.Truncate(time.Microsecond)
+	s.LastSeenAt = s.CreatedAt // the store reads a session never seen as seen at its creation
+	c.storeSession(snap, s.ID, entryOf(s, false))
+}
+
 // tokenKey is the token cache's key for a raw token: its SHA-256, so that
 // the cache holds no usable token. A token of the usual few hundred bytes
 // is copied to the stack first: converting it with []byte(raw) would

@@ -55,6 +55,26 @@ func TestLoadRacingAnEvictionIsNotCached(t *testing.T) {
 	}
 }
 
+// TestCreatedRacingAnEvictionIsNotCached: the same race for a session
+// this replica writes: a change heard between the snapshot and the write's
+// end (its user removed meanwhile) leaves it to the store.
+func TestCreatedRacingAnEvictionIsNotCached(t *testing.T) {
+	t.Parallel()
+	c := NewCache(100)
+	c.SetListening(true)
+	snap := c.Snapshot()
+	c.Evict("other") // any change: the cache cannot tell which sessions a removal ended
+	c.Created(snap, "raw-token", auth.Session{ID: "s1"})
+	l := &loads{}
+	if !lookup(t, c, "s1", l) {
+		t.Fatal("a session written across a change was cached")
+	}
+	c.Created(c.Snapshot(), "raw-token-2", auth.Session{ID: "s2"})
+	if lookup(t, c, "s2", l) {
+		t.Fatal("a session written with no change since was not cached")
+	}
+}
+
 func TestNotListeningAnswersNothing(t *testing.T) {
 	t.Parallel()
 	c := NewCache(100)

@@ -126,6 +126,7 @@ func (m *Manager) Create(ctx context.Context, user auth.User, client Client) (Is
 	}
 	rec := auth.Recording(ctx, auth.Event{Time: now, Type: auth.EventLogin, DeviceID: s.DeviceID, Username: s.Username,
 		SessionID: s.ID, By: s.Username, ClientAddr: s.ClientAddr})
+	snap := m.cfg.Cache.Snapshot()
 	if err := create(rec, s); err != nil {
 		return Issued{}, fmt.Errorf("create session: %w", err)
 	}
@@ -134,6 +135,7 @@ func (m *Manager) Create(ctx context.Context, user auth.User, client Client) (Is
 	if err != nil {
 		return Issued{}, err
 	}
+	m.cfg.Cache.Created(snap, tok, s)
 	m.log.Info("session created", zap.String("device_id", s.DeviceID), zap.String("session_id", s.ID),
 		zap.String("username", s.Username), zap.Bool("admin", s.IsAdmin), zap.Time("expires_at", s.ExpiresAt))
 	return Issued{Session: s, Token: tok}, nil
