@@ -66,7 +66,7 @@ chaos:
 SOAK ?= 10m
 soak:
 	@scripts/postgres.sh "$(TEST_DATABASE_URL)"
-	$(GO) test -tags soak -count=1 -v -timeout 60m -run '^TestSoak$$' ./e2e/ -args -soak.duration=$(SOAK)
+	$(GO) test -tags soak -count=1 -v -timeout 60m -run '^TestSoak$$' ./e2e/ -args -soak.duration=$(SOAK) -soak.report=$(CURDIR)/docs/soak.md
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
