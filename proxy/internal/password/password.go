@@ -93,7 +93,7 @@ type Options struct {
 	Share float64
 	// Worker, if not nil, makes the command of a worker process (see
 	// ServeWorker): each slot then hashes in a process of its own, started
-	// here at the lowest CPU priority and restarted when it dies. If nil,
+	// here at a lower CPU priority (nice 10) and restarted when it dies. If nil,
 	// hashes run in this process, on a thread of lowered priority: enough
 	// for a command that hashes once, not for a server (see ServeWorker).
 	Worker func() *exec.Cmd
@@ -106,7 +106,7 @@ type Options struct {
 
 // DefaultShare is the default Options.Share. Measured on two cores (the
 // login-flood scenario of make bench), a core kept busy by hashing, even
-// at the lowest priority, doubles the 99th percentile latency of proxied
+// at idle priority, doubles the 99th percentile latency of proxied
 // requests on the other; with each slot resting as long as it hashed, the
 // flood costs their p99 a small fraction instead, and logins still pass
 // at about twenty per second per slot.

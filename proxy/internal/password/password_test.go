@@ -191,7 +191,7 @@ func TestCanceledContextGivesUp(t *testing.T) {
 }
 
 // TestHashingRunsAtLowerPriority: an in-process hash runs on a thread of
-// the lowest priority, so that proxied traffic wins the CPU under a flood.
+// lower priority (hashNice), so that proxied traffic wins the CPU under a flood.
 func TestHashingRunsAtLowerPriority(t *testing.T) {
 	t.Parallel()
 	var low bool

@@ -45,7 +45,7 @@ const (
 )
 
 // answerTimeout bounds how long a worker may take to answer. A hash takes
-// tens of milliseconds; a worker starved of CPU (it runs at the lowest
+// tens of milliseconds; a worker starved of CPU (it runs at a lower
 // priority) or hung is killed, and the login gets auth.ErrBusy.
 const answerTimeout = 10 * time.Second
 
@@ -225,7 +225,7 @@ func (proc *process) stop(grace time.Duration) {
 	_ = proc.stdout.Close()
 }
 
-// spawn starts cmd as a worker process at the lowest CPU priority. The
+// spawn starts cmd as a worker process at a lower CPU priority (hashNice). The
 // priority is inherited: the process is forked from a thread whose
 // priority was lowered first, and every thread it creates inherits it in
 // turn, so no thread of the worker ever competes with proxied traffic.
