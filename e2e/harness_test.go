@@ -306,10 +306,22 @@ func (r response) JSON(t *testing.T, v any) {
 	}
 }
 
-// do sends one request; token may be empty. A login the proxy was too
-// busy to check (503 "busy": every hash slot taken, as on a machine loaded
-// by other tests) is sent again after its Retry-After, as a client should:
-// such an attempt was not evaluated and counts towards nothing.
+// retryBusy calls send again while it gets the answer to a login the proxy
+// was too busy to check (503 "busy": every hash slot taken, as on a machine
+// loaded by other tests), after the answer's Retry-After, as a client
+// should: such an attempt was not evaluated and counts towards nothing. It
+// gives up after a minute and returns the last answer.
+func retryBusy(send func() (int, []byte)) (int, []byte) {
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
+		status, body := send()
+		if status != http.StatusServiceUnavailable || !bytes.Contains(body, []byte(`"error":"busy"`)) || time.Now().After(deadline) {
+			return status, body
+		}
+	}
+}
+
+// do sends one request; token may be empty. A busy answer to a login is
+// retried (see retryBusy).
 func do(t *testing.T, method, u, token string, body any) response {
 	t.Helper()
 	var j []byte
@@ -323,13 +335,12 @@ func do(t *testing.T, method, u, token string, body any) response {
 			t.Fatal(err)
 		}
 	}
-	for deadline := time.Now().Add(time.Minute); ; {
-		r := doOnce(t, method, u, token, body, j)
-		if r.Status != http.StatusServiceUnavailable || !bytes.Contains(r.Body, []byte(`"error":"busy"`)) || time.Now().After(deadline) {
-			return r
-		}
-		time.Sleep(time.Second) // the answer's Retry-After
-	}
+	var r response
+	retryBusy(func() (int, []byte) {
+		r = doOnce(t, method, u, token, body, j)
+		return r.Status, r.Body
+	})
+	return r
 }
 
 func doOnce(t *testing.T, method, u, token string, body any, j []byte) response {

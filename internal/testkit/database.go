@@ -1,11 +1,6 @@
 package testkit
 
-import (
-	"context"
-	"testing"
-
-	"github.com/jackc/pgx/v5"
-)
+import "testing"
 
 // Database creates an empty database of t's own on the test server and
 // returns a URL for it; it is dropped when t ends. Tests use it where a
@@ -17,27 +12,12 @@ func Database(t testing.TB) string {
 	base := baseURL(t)
 	name := "t_" + randomHex(t)
 
-	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, base.String())
-	if err != nil {
-		t.Fatalf("testkit: cannot reach PostgreSQL at TEST_DATABASE_URL (%s): %v", base.Redacted(), err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+	if err := serverExec(base, "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("testkit: create database %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base.String())
-		if err != nil {
-			t.Errorf("testkit: drop database %s: %v", name, err)
-			return
-		}
-		defer conn.Close(context.Background())
 		// FORCE: a process the test started may still hold a connection.
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+		if err := serverExec(base, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
 			t.Errorf("testkit: drop database %s: %v", name, err)
 		}
 	})

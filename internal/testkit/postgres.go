@@ -17,6 +17,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
 	"testing"
@@ -41,17 +42,14 @@ func URL(t testing.TB) string {
 	base := baseURL(t)
 	schema := "t_" + randomHex(t)
 
-	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, base.String())
-	if err != nil {
-		t.Fatalf("testkit: cannot reach PostgreSQL at TEST_DATABASE_URL (%s): %v", base.Redacted(), err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+	if err := serverExec(base, "CREATE SCHEMA "+schema); err != nil {
 		t.Fatalf("testkit: create schema %s: %v", schema, err)
 	}
-	t.Cleanup(func() { dropSchema(t, base.String(), schema) })
+	t.Cleanup(func() {
+		if err := serverExec(base, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("testkit: drop schema %s: %v", schema, err)
+		}
+	})
 
 	q := base.Query()
 	q.Set("search_path", schema)
@@ -99,18 +97,19 @@ func baseURL(t testing.TB) *url.URL {
 	return u
 }
 
-func dropSchema(t testing.TB, base, schema string) {
+// serverExec runs one statement on the test server itself (creating or
+// dropping a test's schema or database), on a connection of its own, within
+// connectTimeout.
+func serverExec(base *url.URL, sql string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
+	conn, err := pgx.Connect(ctx, base.String())
 	if err != nil {
-		t.Errorf("testkit: drop schema %s: %v", schema, err)
-		return
+		return fmt.Errorf("cannot reach PostgreSQL at TEST_DATABASE_URL (%s): %w", base.Redacted(), err)
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-		t.Errorf("testkit: drop schema %s: %v", schema, err)
-	}
+	_, err = conn.Exec(ctx, sql)
+	return err
 }
 
 func randomHex(t testing.TB) string {
