@@ -36,6 +36,14 @@ restart-proxy:
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
+# Tests at once within a package (go test's default is the number of CPUs):
+# most of a test's time is spent waiting on PostgreSQL, a child process or
+# a clock. Not more: the end-to-end tests' processes then hold up to ~70
+# connections at once, and the server's default max_connections is 100.
+# GORACE: a binary built with -race otherwise sleeps a second before it
+# exits, a second per package.
+TEST_PARALLEL ?= 4
+
 test:
 	@scripts/postgres.sh "$(TEST_DATABASE_URL)"
 	@scripts/ingress-tools.sh
@@ -44,7 +52,7 @@ test:
 	@scripts/scale-tools.sh
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
-	$(GO) test -race -count=1 ./...
+	GORACE=atexit_sleep_ms=0 $(GO) test -race -count=1 -parallel $(TEST_PARALLEL) ./...
 
 # make bench   measures the proxy against a bare reverse proxy (about three
 #              minutes) and writes docs/benchmarks.md; see proxy/bench.

@@ -16,7 +16,7 @@ import (
 // nothing in the logs speaks of a prepared statement or a failed lock.
 func TestBehindPgBouncer(t *testing.T) {
 	t.Parallel()
-	direct := testkit.Database(t) // dropped after PgBouncer stops
+	direct := testkit.Role(t) // dropped after PgBouncer stops
 	pb := testkit.StartPgBouncer(t)
 	pooled := pb.URL(direct)
 	s := newStackOn(t, pooled, map[string]string{
@@ -100,7 +100,7 @@ func TestBehindPgBouncer(t *testing.T) {
 // database, revocations effective at once) and says what to set.
 func TestListenThroughPgBouncerStaysDown(t *testing.T) {
 	t.Parallel()
-	direct := testkit.Database(t)
+	direct := testkit.Role(t)
 	pb := testkit.StartPgBouncer(t)
 	s := newStackOn(t, pb.URL(direct), map[string]string{"LISTENER_HEALTH_INTERVAL": "300ms"})
 	s.AddUser(device, "1111", "1111", false)

@@ -35,9 +35,9 @@ type PgBouncer struct {
 const pgbouncerPackage = "pgbouncer (Debian: apt-get install pgbouncer; make test installs it)"
 
 // StartPgBouncer starts PgBouncer for t in front of the server of
-// TEST_DATABASE_URL; it stops when t ends. Every database name is passed
-// through to the server (a fallback entry), each with a pool of its own:
-// give each test a database (see Database) and reach it with URL.
+// TEST_DATABASE_URL; it stops when t ends. Every database and user is
+// passed through to the server (a fallback entry), each pair with a pool
+// of its own: give each test a role (see Role) and reach it with URL.
 //
 // PgBouncer refuses to run as root: run as root, it is started with -u
 // postgres, the server's own account.
@@ -71,8 +71,10 @@ func StartPgBouncer(t testing.TB) *PgBouncer {
 	if userName == "" {
 		userName = "postgres"
 	}
-	// auth_type trust: the test server trusts its clients too; the user
-	// must still be listed. Small pools: many tests share one server.
+	// auth_type trust: the test server trusts its clients too. A user
+	// must still be known: the server user is listed, and the others (see
+	// Role) are looked up on the server as that user. Small pools: many
+	// tests share one server.
 	if err := os.WriteFile(filepath.Join(dir, "users.txt"), fmt.Appendf(nil, "%q \"\"\n", userName), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +82,7 @@ func StartPgBouncer(t testing.TB) *PgBouncer {
 	for attempt := 0; ; attempt++ {
 		listen := freePort(t)
 		ini := fmt.Sprintf(`[databases]
-* = host=%s port=%s
+* = host=%s port=%s auth_user=%s
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -88,13 +90,15 @@ listen_port = %d
 unix_socket_dir =
 auth_type = trust
 auth_file = %s
+auth_user = %s
+auth_query = SELECT usename, passwd FROM pg_shadow WHERE usename = $1
 pool_mode = transaction
 default_pool_size = 5
 max_client_conn = 500
 server_login_retry = 1
 log_connections = 0
 log_disconnections = 0
-`, host, port, listen, filepath.Join(dir, "users.txt"))
+`, host, port, userName, listen, filepath.Join(dir, "users.txt"), userName)
 		cfg := filepath.Join(dir, "pgbouncer.ini")
 		if err := os.WriteFile(cfg, []byte(ini), 0o644); err != nil {
 			t.Fatal(err)
@@ -124,7 +128,7 @@ log_disconnections = 0
 	}
 }
 
-// URL returns dbURL (a URL of the test server, as Database returns) with
+// URL returns dbURL (a URL of the test server, as Role returns) with
 // PgBouncer's address in place of the server's.
 func (p *PgBouncer) URL(dbURL string) string {
 	u, err := url.Parse(dbURL)

@@ -1,5 +1,5 @@
 // Package testkit holds what the tests of both programs share: a PostgreSQL
-// schema (or database) of each test's own, a PgBouncer in front of the test
+// schema (or role) of each test's own, a PgBouncer in front of the test
 // server, and a clock that tests move by hand. Only tests import it; the
 // programs themselves share no code.
 package testkit
@@ -98,7 +98,7 @@ func baseURL(t testing.TB) *url.URL {
 }
 
 // serverExec runs one statement on the test server itself (creating or
-// dropping a test's schema or database), on a connection of its own, within
+// dropping a test's schema or role), on a connection of its own, within
 // connectTimeout.
 func serverExec(base *url.URL, sql string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)

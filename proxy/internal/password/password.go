@@ -88,8 +88,17 @@ type Options struct {
 	// piling up goroutines that each hold a request body.
 	MaxWait time.Duration
 	// Share is the fraction of a core one slot may keep busy hashing
-	// (default DefaultShare; 1 for no pause): after a hash that took d, its
-	// slot stays closed for d×(1/Share−1). See DefaultShare for why.
+	// (default DefaultShare; 1 for no pause): after a hash that took c of
+	// CPU time in w of wall time, its slot stays closed for c/Share − w,
+	// if that is positive. See DefaultShare for why. The CPU time is what
+	// the worker process measured; without it (in-process hashing, or a
+	// system where it cannot be read), c is taken to be w, and the slot
+	// rests for w×(1/Share−1).
+	//
+	// Why CPU time: on a host busy with other work, a hash at its lowered
+	// priority waits for the CPU, its wall time grows while its CPU time
+	// does not, and resting for the wall time would leave a slot idle far
+	// longer than the bound needs: logins would slow down for nothing.
 	Share float64
 	// Worker, if not nil, makes the command of a worker process (see
 	// ServeWorker): each slot then hashes in a process of its own, started
@@ -136,7 +145,7 @@ func New(opts Options) (*Hasher, error) {
 	}
 	h := &Hasher{params: opts.Params, free: make(chan worker, opts.Concurrency), wait: opts.MaxWait,
 		share: opts.Share, now: opts.Now, tracer: opts.Tracer}
-	dummy, err := hash([]byte("dummy password for unknown accounts"), h.params)
+	dummy, err := dummyHash(h.params)
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +233,7 @@ func (h *Hasher) run(ctx context.Context, req request) (response, error) {
 		h.release(w, 0)
 		return response{}, err
 	}
-	h.release(w, h.now().Sub(start))
+	h.release(w, rest(h.now().Sub(start), resp.CPU, h.share))
 	if resp.Error != "" {
 		return response{}, fmt.Errorf("password hashing: %s", resp.Error)
 	}
@@ -261,15 +270,24 @@ func (h *Hasher) Busy() int { return cap(h.free) - len(h.free) }
 // Queued is how many calls wait for a free slot.
 func (h *Hasher) Queued() int { return int(h.queued.Load()) }
 
-// release returns w to the free list once it has rested for its share
-// (see Options.Share). The caller does not wait for that.
-func (h *Hasher) release(w worker, took time.Duration) {
-	rest := time.Duration(float64(took) * (1/h.share - 1))
-	if rest <= 0 {
+// rest is how long a slot stays closed after a hash that took cpu of CPU
+// time (0: unknown) in wall of wall time, so that over the hash and its
+// rest the slot kept at most share of a core busy (see Options.Share).
+func rest(wall, cpu time.Duration, share float64) time.Duration {
+	if cpu <= 0 {
+		cpu = wall
+	}
+	return max(0, time.Duration(float64(cpu)/share)-wall)
+}
+
+// release returns w to the free list once it has rested for d. The caller
+// does not wait for that.
+func (h *Hasher) release(w worker, d time.Duration) {
+	if d <= 0 {
 		h.free <- w
 		return
 	}
-	time.AfterFunc(rest, func() { h.free <- w })
+	time.AfterFunc(d, func() { h.free <- w })
 }
 
 // compute does the work of one request; it runs in a worker.
@@ -300,10 +318,31 @@ func hash(pw []byte, p Params) (string, error) {
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("password salt: %w", err)
 	}
-	key := argon2.IDKey(pw, salt, p.Time, p.Memory, p.Threads, keyLen)
+	return encode(p, salt, argon2.IDKey(pw, salt, p.Time, p.Memory, p.Threads, keyLen)), nil
+}
+
+// dummyHash is the hash an unknown account is checked against: random salt
+// and random key in the format and at the cost of a real hash, so that
+// checking it takes what checking a real one takes. It is the hash of no
+// password (no input yields a random key), and Verify never reports it
+// matched anyway. Made without hashing: every server start and every
+// command that hashes once would otherwise pay a hash for nothing.
+func dummyHash(p Params) (string, error) {
+	if p.Memory == 0 || p.Memory > maxMemory || p.Time == 0 || p.Time > maxTime || p.Threads == 0 || p.Threads > maxThreads {
+		return "", fmt.Errorf("argon2id parameters out of range: %+v", p)
+	}
+	b := make([]byte, saltLen+keyLen)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("dummy hash: %w", err)
+	}
+	return encode(p, b[:saltLen], b[saltLen:]), nil
+}
+
+// encode writes an argon2id hash in the PHC string format.
+func encode(p Params, salt, key []byte) string {
 	b64 := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
-		argon2.Version, p.Memory, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
+		argon2.Version, p.Memory, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(key))
 }
 
 // verify is what a worker does for Verify: parse encoded again (the

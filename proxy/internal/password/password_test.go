@@ -74,6 +74,35 @@ func TestVerifyUnknownAccountIsFalse(t *testing.T) {
 	}
 }
 
+// The unknown account's hash costs what a real one at the hasher's
+// parameters costs (same format, same m, t, p, salt and key lengths), and
+// is not the same in two hashers.
+func TestDummyHashIsARealHashsShape(t *testing.T) {
+	t.Parallel()
+	a, b := newHasher(t, Options{}), newHasher(t, Options{})
+	genuine, err := a.Hash(context.Background(), "1234")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(a.dummy); err != nil {
+		t.Fatalf("dummy hash %q: %v", a.dummy, err)
+	}
+	rp, rsalt, rkey, err := decode(genuine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp, dsalt, dkey, err := decode(a.dummy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dp != rp || len(dsalt) != len(rsalt) || len(dkey) != len(rkey) {
+		t.Fatalf("dummy %q is not shaped like a real hash %q", a.dummy, genuine)
+	}
+	if a.dummy == b.dummy {
+		t.Fatal("two hashers made the same dummy hash")
+	}
+}
+
 func TestVerifyRejectsMalformedAndHostileHashes(t *testing.T) {
 	t.Parallel()
 	h := newHasher(t, Options{})
@@ -223,6 +252,70 @@ func TestSlotRestsForItsShare(t *testing.T) {
 		if !errors.Is(err, auth.ErrBusy) || time.Now().After(deadline) {
 			t.Fatalf("the slot did not open again after its rest: %v", err)
 		}
+	}
+}
+
+func TestRestKeepsTheSlotToItsShareOfACore(t *testing.T) {
+	t.Parallel()
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		wall, cpu time.Duration
+		share     float64
+		want      time.Duration
+	}{
+		{40 * ms, 40 * ms, 0.5, 40 * ms},   // on a CPU throughout: rest as long
+		{40 * ms, 0, 0.5, 40 * ms},         // CPU time unknown: taken as the wall time
+		{400 * ms, 40 * ms, 0.5, 0},        // waited for the CPU: it already rested enough
+		{100 * ms, 40 * ms, 0.25, 60 * ms}, // 40 ms of CPU in 160 ms
+		{40 * ms, 80 * ms, 0.5, 120 * ms},  // two threads: 80 ms of CPU in 160 ms
+		{40 * ms, 40 * ms, 1, 0},           // share 1: back to back
+	} {
+		if got := rest(tc.wall, tc.cpu, tc.share); got != tc.want {
+			t.Errorf("rest(wall %v, cpu %v, share %v) = %v, want %v", tc.wall, tc.cpu, tc.share, got, tc.want)
+		}
+	}
+}
+
+// reportingWorker answers every request at once, saying it took cpu.
+type reportingWorker struct{ cpu time.Duration }
+
+func (w reportingWorker) run(request) (response, error) {
+	return response{Hash: "$argon2id$", CPU: w.cpu}, nil
+}
+func (reportingWorker) close() {}
+
+// withWorker replaces the only worker of h by w.
+func withWorker(t *testing.T, h *Hasher, w worker) {
+	t.Helper()
+	if h.Slots() != 1 {
+		t.Fatalf("withWorker needs one slot, h has %d", h.Slots())
+	}
+	old := <-h.free
+	old.close()
+	h.workers[0] = w
+	h.free <- w
+}
+
+// A slot rests for the CPU time its worker reports, not for the wall
+// time, which grows on a busy host while the hash waits for a CPU.
+func TestSlotRestsForItsCPUTime(t *testing.T) {
+	t.Parallel()
+	// Every hash "takes" 1s of wall time: 10ms of CPU time needs no rest at
+	// share 0.5, 1s of CPU time a rest of 1s.
+	quick := newHasher(t, Options{Concurrency: 1, MaxWait: time.Millisecond, Share: 0.5, Now: steppingClock(time.Second)})
+	withWorker(t, quick, reportingWorker{cpu: 10 * time.Millisecond})
+	for range 3 {
+		if _, err := quick.Hash(context.Background(), "1111"); err != nil {
+			t.Fatalf("a hash that used a hundredth of its wall time on a CPU rested: %v", err)
+		}
+	}
+	busy := newHasher(t, Options{Concurrency: 1, MaxWait: 20 * time.Millisecond, Share: 0.5, Now: steppingClock(time.Second)})
+	withWorker(t, busy, reportingWorker{cpu: time.Second})
+	if _, err := busy.Hash(context.Background(), "1111"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := busy.Hash(context.Background(), "1111"); !errors.Is(err, auth.ErrBusy) {
+		t.Fatalf("right after a hash that used a core throughout, its slot is resting: got %v, want auth.ErrBusy", err)
 	}
 }
 

@@ -3,6 +3,7 @@ package password
 import (
 	"os/exec"
 	"syscall"
+	"time"
 )
 
 // hashNice is the nice value of hashing threads: a CFS weight of 110
@@ -39,4 +40,14 @@ func killWithParent(cmd *exec.Cmd) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+}
+
+// processCPU is the CPU time (user and system) this process has used so
+// far, 0 if it cannot be read.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

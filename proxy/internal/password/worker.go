@@ -37,6 +37,9 @@ type response struct {
 	Hash  string `json:"hash,omitempty"`
 	OK    bool   `json:"ok,omitempty"`
 	Error string `json:"error,omitempty"`
+	// CPU is the CPU time the worker process spent on the request (0 where
+	// it cannot tell): what its slot rests for (see Options.Share).
+	CPU time.Duration `json:"cpu_ns,omitempty"`
 }
 
 const (
@@ -64,7 +67,12 @@ func ServeWorker(r io.Reader, w io.Writer) error {
 			}
 			return fmt.Errorf("hash worker: read request: %w", err)
 		}
-		if err := enc.Encode(compute(req)); err != nil {
+		before := processCPU()
+		resp := compute(req)
+		if before > 0 {
+			resp.CPU = processCPU() - before
+		}
+		if err := enc.Encode(resp); err != nil {
 			return fmt.Errorf("hash worker: write answer: %w", err)
 		}
 		if err := bw.Flush(); err != nil {

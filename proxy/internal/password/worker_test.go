@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -89,6 +90,28 @@ func TestWorkerProcessHashesAndVerifies(t *testing.T) {
 	}
 	if _, err := h.Verify(ctx, "x", "$argon2id$v=19$m=99999999,t=1,p=1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5a2V5"); !errors.Is(err, ErrMalformedHash) {
 		t.Fatalf("hostile hash: %v, want ErrMalformedHash", err)
+	}
+}
+
+// A worker process says how much CPU time a request took it, for its
+// slot's rest (see Options.Share).
+func TestWorkerProcessReportsCPUTime(t *testing.T) {
+	t.Parallel()
+	h := newWorkerHasher(t, Options{Concurrency: 1, Params: OWASP})
+	resp, err := h.workers[0].run(request{Op: opHash, Password: "1111", Params: OWASP})
+	if err != nil || resp.Error != "" {
+		t.Fatalf("hash: %v %s", err, resp.Error)
+	}
+	if runtime.GOOS != "linux" {
+		if resp.CPU != 0 {
+			t.Fatalf("worker reported %v of CPU time where it cannot read it", resp.CPU)
+		}
+		return
+	}
+	// An argon2id hash at m=19 MiB, t=2 takes tens of milliseconds of a
+	// core on any machine; a tenth of one is the floor of what is real.
+	if resp.CPU < 100*time.Microsecond {
+		t.Fatalf("worker reported %v of CPU time for a hash", resp.CPU)
 	}
 }
 

@@ -28,13 +28,13 @@ func openThrough(t *testing.T, rawURL string) *pgxpool.Pool {
 // The whole store, migrations included, through PgBouncer in transaction
 // mode: every statement may run on another server connection than the one
 // before, so nothing may rely on a session (a named prepared statement, a
-// session advisory lock). Each subtest has a database of its own, PgBouncer
-// a pool per database.
+// session advisory lock). Each subtest has a role of its own (its schema
+// the role's search_path), PgBouncer a pool per role.
 func TestStoreThroughPgBouncer(t *testing.T) {
 	t.Parallel()
 	pb := testkit.StartPgBouncer(t)
 	storetest.Run(t, func(t *testing.T) storetest.Store {
-		pool := openThrough(t, withMaxConns(t, pb.URL(testkit.Database(t)), 26))
+		pool := openThrough(t, withMaxConns(t, pb.URL(testkit.Role(t)), 26))
 		migrate(t, pool)
 		return suiteStore{postgres.NewStore(pool), pool}
 	})
@@ -48,7 +48,7 @@ func TestTryExclusiveThroughPgBouncer(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pb := testkit.StartPgBouncer(t)
-	dbURL := pb.URL(testkit.Database(t))
+	dbURL := pb.URL(testkit.Role(t))
 	p1, p2 := openThrough(t, dbURL), openThrough(t, dbURL)
 	migrate(t, p1)
 	s1, s2 := postgres.NewStore(p1), postgres.NewStore(p2)
@@ -90,7 +90,7 @@ func TestTryExclusiveThroughPgBouncer(t *testing.T) {
 // uses PooledExecMode through PgBouncer; a mode in the URL wins.
 func TestOpenChoosesQueryMode(t *testing.T) {
 	t.Parallel()
-	direct := testkit.Database(t)
+	direct := testkit.Role(t)
 	pb := testkit.StartPgBouncer(t)
 	for _, tc := range []struct {
 		url  string

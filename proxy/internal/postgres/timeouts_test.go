@@ -28,7 +28,7 @@ func openWithTimeout(t *testing.T, rawURL string, d time.Duration) *postgres.Sto
 func TestStatementTimeout(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dbURL := testkit.Database(t)
+	dbURL := testkit.Role(t)
 	pool, err := postgres.Open(ctx, dbURL, nil, postgres.WithStatementTimeout(300*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
