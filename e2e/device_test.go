@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -407,11 +406,7 @@ func TestClientDeviceGrant(t *testing.T) {
 func TestSimulatorWithDeviceGrant(t *testing.T) {
 	t.Parallel()
 	s := newEmbeddedStack(t, nil)
-	simBin := filepath.Join(t.TempDir(), "simulator")
-	if out, err := exec.Command("go", "build", "-o", simBin, "../simulator").CombinedOutput(); err != nil {
-		t.Fatalf("build simulator: %v\n%s", err, out)
-	}
-	cmd := exec.Command(simBin, "-proxy", s.Proxy.URL(), "-headsets", "2", "-duration", "2s", "-interval", "20ms",
+	cmd := exec.Command(simulatorBin, "-proxy", s.Proxy.URL(), "-headsets", "2", "-duration", "2s", "-interval", "20ms",
 		"-device-prefix", "SIMDEV", "-username", "1111", "-password", "4321", "-create-users-with", proxyBin,
 		"-device-grant", "-json")
 	cmd.Env = env(map[string]string{"DATA_DIR": s.DataDir})

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -42,14 +41,9 @@ func TestSimulatorSurvivesProxyRestartEmbedded(t *testing.T) {
 }
 
 func simulatorSurvivesRestart(t *testing.T, s *stack) {
-	simBin := filepath.Join(t.TempDir(), "simulator")
-	if out, err := exec.Command("go", "build", "-o", simBin, "../simulator").CombinedOutput(); err != nil {
-		t.Fatalf("build simulator: %v\n%s", err, out)
-	}
-
 	// The simulator creates its accounts with `proxy user add`, which reads
 	// DATABASE_URL (or DATA_DIR) from the environment it passes on.
-	cmd := exec.Command(simBin, "-proxy", s.Proxy.URL(), "-headsets", "4", "-duration", "4s",
+	cmd := exec.Command(simulatorBin, "-proxy", s.Proxy.URL(), "-headsets", "4", "-duration", "4s",
 		"-interval", "20ms", "-device-prefix", "SIM", "-username", "1111", "-password", "1111",
 		"-create-users-with", proxyBin, "-json")
 	if s.DB != "" {
