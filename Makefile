@@ -38,8 +38,9 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # Tests at once within a package (go test's default is the number of CPUs):
 # most of a test's time is spent waiting on PostgreSQL, a child process or
-# a clock. Not more: the end-to-end tests' processes then hold up to ~70
-# connections at once, and the server's default max_connections is 100.
+# a clock. Not more: at four a whole run holds up to ~70 connections at
+# once (at eight the end-to-end tests alone do), and the server's default
+# max_connections is 100.
 # GORACE: a binary built with -race otherwise sleeps a second before it
 # exits, a second per package.
 TEST_PARALLEL ?= 4
