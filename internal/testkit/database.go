@@ -22,28 +22,24 @@ func Role(t testing.TB) string {
 	base := baseURL(t)
 	name, password := "t_"+randomHex(t), randomHex(t)
 
-	for _, sql := range []string{
-		"CREATE ROLE " + name + " LOGIN PASSWORD '" + password + "'",
-		"CREATE SCHEMA " + name + " AUTHORIZATION " + name,
-		"ALTER ROLE " + name + " SET search_path = " + name,
-	} {
-		if err := serverExec(base, sql); err != nil {
-			t.Fatalf("testkit: %s: %v", sql, err)
-		}
+	if err := serverExec(base,
+		"CREATE ROLE "+name+" LOGIN PASSWORD '"+password+"'",
+		"CREATE SCHEMA "+name+" AUTHORIZATION "+name,
+		"ALTER ROLE "+name+" SET search_path = "+name,
+	); err != nil {
+		t.Fatalf("testkit: role %s: %v", name, err)
 	}
 	t.Cleanup(func() {
 		// A pooler keeps its server connections after the test's own
 		// have closed: end them, or they would stay, idle but counted
 		// against the server's max_connections, until the pooler's idle
 		// timeout.
-		for _, sql := range []string{
-			"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '" + name + "'",
-			"DROP SCHEMA IF EXISTS " + name + " CASCADE",
-			"DROP ROLE IF EXISTS " + name,
-		} {
-			if err := serverExec(base, sql); err != nil {
-				t.Errorf("testkit: %s: %v", sql, err)
-			}
+		if err := serverExec(base,
+			"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '"+name+"'",
+			"DROP SCHEMA IF EXISTS "+name+" CASCADE",
+			"DROP ROLE IF EXISTS "+name,
+		); err != nil {
+			t.Errorf("testkit: drop role %s: %v", name, err)
 		}
 	})
 	u := *base

@@ -97,10 +97,11 @@ func baseURL(t testing.TB) *url.URL {
 	return u
 }
 
-// serverExec runs one statement on the test server itself (creating or
-// dropping a test's schema or role), on a connection of its own, within
-// connectTimeout.
-func serverExec(base *url.URL, sql string) error {
+// serverExec runs statements, in order, on the test server itself
+// (creating or dropping a test's schema or role), on a connection of its
+// own, within connectTimeout. It stops at the first that fails and names
+// it.
+func serverExec(base *url.URL, sqls ...string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, base.String())
@@ -108,8 +109,12 @@ func serverExec(base *url.URL, sql string) error {
 		return fmt.Errorf("cannot reach PostgreSQL at TEST_DATABASE_URL (%s): %w", base.Redacted(), err)
 	}
 	defer conn.Close(context.Background())
-	_, err = conn.Exec(ctx, sql)
-	return err
+	for _, sql := range sqls {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("%s: %w", sql, err)
+		}
+	}
+	return nil
 }
 
 func randomHex(t testing.TB) string {

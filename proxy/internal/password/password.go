@@ -311,7 +311,7 @@ func compute(req request) response {
 }
 
 func hash(pw []byte, p Params) (string, error) {
-	if p.Memory == 0 || p.Memory > maxMemory || p.Time == 0 || p.Time > maxTime || p.Threads == 0 || p.Threads > maxThreads {
+	if !p.inBounds() {
 		return "", fmt.Errorf("argon2id parameters out of range: %+v", p)
 	}
 	salt := make([]byte, saltLen)
@@ -328,7 +328,7 @@ func hash(pw []byte, p Params) (string, error) {
 // matched anyway. Made without hashing: every server start and every
 // command that hashes once would otherwise pay a hash for nothing.
 func dummyHash(p Params) (string, error) {
-	if p.Memory == 0 || p.Memory > maxMemory || p.Time == 0 || p.Time > maxTime || p.Threads == 0 || p.Threads > maxThreads {
+	if !p.inBounds() {
 		return "", fmt.Errorf("argon2id parameters out of range: %+v", p)
 	}
 	b := make([]byte, saltLen+keyLen)
@@ -336,6 +336,12 @@ func dummyHash(p Params) (string, error) {
 		return "", fmt.Errorf("dummy hash: %w", err)
 	}
 	return encode(p, b[:saltLen], b[saltLen:]), nil
+}
+
+// inBounds reports whether p is within the bounds this package hashes
+// and verifies at (maxMemory, maxTime, maxThreads), none of them zero.
+func (p Params) inBounds() bool {
+	return p.Memory > 0 && p.Memory <= maxMemory && p.Time > 0 && p.Time <= maxTime && p.Threads > 0 && p.Threads <= maxThreads
 }
 
 // encode writes an argon2id hash in the PHC string format.
@@ -375,7 +381,7 @@ func decode(encoded string) (Params, []byte, []byte, error) {
 		fmt.Sprintf("m=%d,t=%d,p=%d", p.Memory, p.Time, p.Threads) != parts[3] {
 		return Params{}, nil, nil, fmt.Errorf("%w: argon2id: parameters %q, want m=<KiB>,t=<passes>,p=<lanes>", ErrMalformedHash, parts[3])
 	}
-	if p.Memory == 0 || p.Memory > maxMemory || p.Time == 0 || p.Time > maxTime || p.Threads == 0 || p.Threads > maxThreads {
+	if !p.inBounds() {
 		return Params{}, nil, nil, fmt.Errorf("%w: argon2id: parameters %s out of range (m 1..%d KiB, t 1..%d, p 1..%d)",
 			ErrMalformedHash, parts[3], maxMemory, maxTime, maxThreads)
 	}

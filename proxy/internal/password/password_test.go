@@ -301,7 +301,9 @@ func withWorker(t *testing.T, h *Hasher, w worker) {
 func TestSlotRestsForItsCPUTime(t *testing.T) {
 	t.Parallel()
 	// Every hash "takes" 1s of wall time: 10ms of CPU time needs no rest at
-	// share 0.5, 1s of CPU time a rest of 1s.
+	// share 0.5; an hour of CPU time (threads of a slot busy throughout) a
+	// rest of about two hours, which no stall of a busy machine ends
+	// before the next call.
 	quick := newHasher(t, Options{Concurrency: 1, MaxWait: time.Millisecond, Share: 0.5, Now: steppingClock(time.Second)})
 	withWorker(t, quick, reportingWorker{cpu: 10 * time.Millisecond})
 	for range 3 {
@@ -310,12 +312,12 @@ func TestSlotRestsForItsCPUTime(t *testing.T) {
 		}
 	}
 	busy := newHasher(t, Options{Concurrency: 1, MaxWait: 20 * time.Millisecond, Share: 0.5, Now: steppingClock(time.Second)})
-	withWorker(t, busy, reportingWorker{cpu: time.Second})
+	withWorker(t, busy, reportingWorker{cpu: time.Hour})
 	if _, err := busy.Hash(context.Background(), "1111"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := busy.Hash(context.Background(), "1111"); !errors.Is(err, auth.ErrBusy) {
-		t.Fatalf("right after a hash that used a core throughout, its slot is resting: got %v, want auth.ErrBusy", err)
+		t.Fatalf("right after a hash that kept the slot's threads busy, it is resting: got %v, want auth.ErrBusy", err)
 	}
 }
 
